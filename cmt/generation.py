@@ -1,0 +1,115 @@
+"""Batched autoregressive sampling with the KV cache, keeping the log-probability of every chosen token.
+
+Eval (greedy) and RL rollouts (sampled) both need, per generated token, the log-probability the model gave
+it: eval turns it into answer confidence, RL into the old-policy log-probs of PPO and into step confidence.
+``transformers``' ``generate`` can return them only by storing the full logits of every step, so this small
+loop records the chosen token's log-probability as it goes and stops as soon as every sequence has ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache
+
+
+@dataclass
+class Sampled:
+    """A batch of completions.
+
+    Attributes:
+        tokens: (B, T) generated token ids, ``pad_id`` after each sequence's end.
+        logprobs: (B, T) log-probability of each generated token under the sampling distribution
+            (temperature-scaled; plain softmax for greedy), 0 after the end.
+        lengths: (B,) number of generated tokens per row, the EOS token included.
+        finished: (B,) whether the row ended with EOS (False: cut at ``max_new_tokens``).
+    """
+
+    tokens: torch.Tensor
+    logprobs: torch.Tensor
+    lengths: torch.Tensor
+    finished: torch.Tensor
+
+
+@torch.no_grad()
+def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
+           eos_ids: Sequence[int], pad_id: int, temperature: float = 0.0,
+           generator: torch.Generator | None = None) -> Sampled:
+    """Sample up to ``max_new_tokens`` tokens after left-padded prompts.
+
+    Args:
+        model: A causal LM that accepts ``past_key_values``, ``position_ids`` and ``logits_to_keep``.
+        input_ids, attention_mask: (B, P) left-padded prompts.
+        eos_ids: Token ids that end a sequence.
+        temperature: 0 for greedy decoding, else softmax sampling at this temperature.
+        generator: Random generator for sampling (reproducible rollouts).
+    """
+    device = input_ids.device
+    batch = input_ids.shape[0]
+    eos = torch.tensor(list(eos_ids), device=device)
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache()
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                past_key_values=cache, use_cache=True, logits_to_keep=1)
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    lengths = torch.zeros(batch, dtype=torch.long, device=device)
+    tokens, logprobs = [], []
+    next_position = position_ids[:, -1:] + 1
+    for _ in range(max_new_tokens):
+        logits = out.logits[:, -1].float()
+        if temperature > 0:
+            logits = logits / temperature
+        step_logprobs = torch.log_softmax(logits, dim=-1)
+        if temperature > 0:
+            choice = torch.multinomial(step_logprobs.exp(), 1, generator=generator).squeeze(1)
+        else:
+            choice = step_logprobs.argmax(-1)
+        chosen_logprob = step_logprobs.gather(1, choice[:, None]).squeeze(1)
+        choice = torch.where(finished, torch.full_like(choice, pad_id), choice)
+        tokens.append(choice)
+        logprobs.append(torch.where(finished, torch.zeros_like(chosen_logprob), chosen_logprob))
+        lengths += (~finished).long()
+        finished |= torch.isin(choice, eos)
+        if bool(finished.all()):
+            break
+        attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
+        out = model(input_ids=choice[:, None], attention_mask=attention_mask, position_ids=next_position,
+                    past_key_values=cache, use_cache=True)
+        next_position = next_position + 1
+    if not tokens:
+        empty = torch.zeros((batch, 0), dtype=torch.long, device=device)
+        return Sampled(empty, empty.float(), lengths, finished)
+    return Sampled(torch.stack(tokens, 1), torch.stack(logprobs, 1), lengths, finished)
+
+
+def left_pad(tokenizer, texts: Sequence[str], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Tokenize ``texts`` with left padding (what batched generation needs)."""
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        encoded = tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=True)
+    finally:
+        tokenizer.padding_side = side
+    return {"input_ids": encoded.input_ids.to(device), "attention_mask": encoded.attention_mask.to(device)}
+
+
+def decode_with_offsets(tokenizer, token_ids: Sequence[int]) -> tuple[str, list[tuple[int, int]]]:
+    """Decode token by token: the joined text and each token's (start, end) character span in it.
+
+    Joining per-token pieces keeps offsets exact (a full ``decode`` may merge or clean up spaces); a
+    character split across byte-level tokens shows as U+FFFD here, which never affects a number.
+    """
+    pieces = tokenizer.batch_decode([[t] for t in token_ids], skip_special_tokens=False,
+                                    clean_up_tokenization_spaces=False)
+    offsets, position = [], 0
+    for piece in pieces:
+        offsets.append((position, position + len(piece)))
+        position += len(piece)
+    return "".join(pieces), offsets
+
+
+def tokens_in_span(offsets: Sequence[tuple[int, int]], start: int, end: int) -> list[int]:
+    """Indices of the tokens that overlap the character span [start, end)."""
+    return [i for i, (a, b) in enumerate(offsets) if a < end and b > start and b > a]

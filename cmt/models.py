@@ -1,0 +1,122 @@
+"""Load a student model and its tokenizer: from the hub, a local folder, or the bundled tiny model.
+
+``conf/model/*.yaml`` describe where a model comes from (``source``: a hub id, or ``bundled:NAME`` for a
+model shipped in ``cmt/assets``; ``path``: a local folder that overrides the source) and how to wrap it
+(dtype, LoRA through PEFT). Fine-tuned checkpoints are plain ``save_pretrained`` folders, so every later
+stage loads them with the same function.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+BUNDLED_PREFIX = "bundled:"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """A model could not be loaded from where the config points; the message says how to fix it."""
+
+
+def bundled_path(name: str) -> Path:
+    """The folder of a model shipped inside the package (``cmt/assets/<name>``)."""
+    return Path(str(resources.files("cmt") / "assets" / name))
+
+
+def resolve_source(model_cfg: DictConfig | dict[str, Any]) -> str:
+    """Where to load from: ``path`` when set, else ``source`` (a bundled folder or a hub id).
+
+    Raises:
+        ModelNotFoundError: ``path`` or a bundled model does not exist.
+    """
+    path = model_cfg.get("path")
+    if path:
+        if not Path(path).is_dir():
+            raise ModelNotFoundError(f"model.path={path} is not a folder; point it at a save_pretrained folder")
+        return str(path)
+    source = str(model_cfg["source"])
+    if source.startswith(BUNDLED_PREFIX):
+        folder = bundled_path(source.removeprefix(BUNDLED_PREFIX))
+        if not (folder / "config.json").is_file():
+            raise ModelNotFoundError(
+                f"bundled model {source!r} is missing from {folder}; rebuild it with "
+                f"`python run.py stage=pretrain stage.output_dir={folder}`")
+        return str(folder)
+    return source
+
+
+def _load_error(source: str, error: Exception) -> ModelNotFoundError:
+    return ModelNotFoundError(
+        f"could not load model {source!r} ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
+        "without hub access, download it elsewhere and pass the folder as model.path=/path/to/model")
+
+
+def load_tokenizer(source: str) -> PreTrainedTokenizerBase:
+    """The tokenizer at ``source``, with a pad token (the EOS token when the model has none)."""
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as error:
+        raise _load_error(source, error) from error
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(model_cfg: DictConfig | dict[str, Any], checkpoint: str | os.PathLike | None = None,
+               ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load the student described by ``model_cfg``, optionally from a fine-tuned ``checkpoint`` folder.
+
+    Args:
+        model_cfg: A ``conf/model`` node (``source``, ``path``, ``dtype``, ``lora``).
+        checkpoint: A folder written by a training stage; it holds full weights, or a LoRA adapter over the
+            base model of ``model_cfg``.
+
+    Returns:
+        The model (in train mode off, on CPU) and its tokenizer.
+
+    Raises:
+        ModelNotFoundError: Nothing loadable where the config points, with the override that fixes it.
+    """
+    base = resolve_source(model_cfg)
+    dtype = DTYPES[str(model_cfg.get("dtype", "float32"))]
+    adapter = checkpoint is not None and (Path(checkpoint) / "adapter_config.json").is_file()
+    weights = base if checkpoint is None or adapter else str(checkpoint)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype)
+    except (OSError, ValueError) as error:
+        raise _load_error(weights, error) from error
+    tokenizer = load_tokenizer(str(checkpoint) if checkpoint is not None and not adapter else base)
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(checkpoint), is_trainable=True)
+    elif model_cfg.get("lora", {}).get("enabled", False):
+        model = wrap_lora(model, model_cfg["lora"])
+    model.eval()
+    return model, tokenizer
+
+
+def wrap_lora(model: PreTrainedModel, lora_cfg: DictConfig | dict[str, Any]) -> PreTrainedModel:
+    """Wrap ``model`` with fresh LoRA adapters as described by ``model.lora``."""
+    from peft import LoraConfig, get_peft_model
+
+    target = lora_cfg.get("target_modules", "all-linear")
+    config = LoraConfig(
+        r=int(lora_cfg["r"]), lora_alpha=int(lora_cfg["alpha"]), lora_dropout=float(lora_cfg["dropout"]),
+        target_modules=target if isinstance(target, str) else list(target), task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: str | os.PathLike) -> None:
+    """Write weights (safetensors, or only the adapter for LoRA) and tokenizer to ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)

@@ -1,0 +1,76 @@
+"""The stages a job can run (``stage=NAME``) and the task wrapper around them.
+
+Every stage is ``run(ctx) -> dict[str, float]``; `run` below builds the context (seeded, with a logger),
+dispatches on ``cfg.stage.name``, and always closes the logger and the W&B run in a ``finally``, so one
+failing job of a multirun never leaves a run open for the next job to share.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+import warnings
+from collections.abc import Callable
+from functools import partial
+
+from omegaconf import DictConfig
+
+from cmt.logging import build_logger
+from cmt.stages import evaluate, pipeline, pretrain, sft, teach
+from cmt.stages.common import StageContext, seed_everything
+
+RUNNERS: dict[str, Callable[[StageContext], dict[str, float]]] = {
+    "pretrain": pretrain.run,
+    "teach": teach.run,
+    "comt_sft": partial(sft.run, method_name="comt_sft"),
+    "cot_sft": partial(sft.run, method_name="cot_sft"),
+    "eval": evaluate.run,
+    "pipeline": pipeline.run,
+}
+
+
+def _quiet_third_party() -> None:
+    """Silence log lines and warnings of libraries that say nothing actionable to our users."""
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*treespec.*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+
+
+def _tags(cfg: DictConfig) -> list[str]:
+    return [f"model:{cfg.model.name}", f"stage:{cfg.stage.name}", f"benchmark:{cfg.benchmark.name}"]
+
+
+def _close(logger) -> None:
+    """Finish the logger's run (W&B: its own run only, never another job's)."""
+    if logger is None:
+        return
+    logger.finalize("success")
+    experiment = getattr(logger, "_experiment", None)
+    if experiment is not None and hasattr(experiment, "finish"):
+        experiment.finish()
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Run the stage ``cfg.stage.name``; returns its metrics (the optimised value for sweeps is picked
+    by `optimized_metric`)."""
+    name = cfg.stage.name
+    if name not in RUNNERS:
+        raise ValueError(f"stage={name} has no runner; choose one of {', '.join(RUNNERS)}")
+    _quiet_third_party()
+    seed_everything(cfg.seed)
+    logger = build_logger(cfg, _tags(cfg))
+    ctx = StageContext(cfg=cfg, logger=logger, run_id=uuid.uuid4().hex[:12])
+    try:
+        return RUNNERS[name](ctx)
+    finally:
+        _close(logger)
+
+
+def optimized_metric(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+    """The value a sweep optimises: ``cfg.optimized_metric`` looked up in the stage's metrics."""
+    key = cfg.get("optimized_metric")
+    if not key:
+        return None
+    if key not in metrics:
+        raise KeyError(f"optimized_metric={key} is not among this stage's metrics: {', '.join(sorted(metrics))}")
+    return metrics[key]

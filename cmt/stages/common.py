@@ -1,0 +1,137 @@
+"""What every stage shares: the methods, where artifacts live, seeding, and the stage context.
+
+Artifacts live in folders derived from the config, so a stage finds its input without the user passing
+paths (``stage=comt_sft`` after ``stage=teach``, ``stage=ccrl`` after ``stage=comt_sft``):
+
+    <artifacts>/<tag>/data/<benchmark>/<teacher>/{comt,cot}.jsonl     training sets (stage=teach)
+    <artifacts>/<tag>/<model>/seed<seed>/<method>/model/              checkpoints (training stages)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import Logger
+
+from cmt.secrets import redact_config
+
+
+@dataclass(frozen=True)
+class Method:
+    """A trained variant of a student: what it trains on and which checkpoint it starts from.
+
+    Attributes:
+        name: As it appears in result rows (``comt_sft``, ``cot_sft_rl`` ...).
+        parent: The method whose checkpoint it starts from (None: the base model).
+        trace: For SFT methods, the kind of teacher trace it trains on (``comt`` or ``cot``).
+        stage: The command that produces it.
+    """
+
+    name: str
+    parent: str | None
+    trace: str | None
+    stage: str
+
+
+METHODS = {
+    "base": Method("base", None, None, "(none: the model as loaded)"),
+    "comt_sft": Method("comt_sft", "base", "comt", "python run.py stage=comt_sft"),
+    "cot_sft": Method("cot_sft", "base", "cot", "python run.py stage=cot_sft"),
+    "comt_ccrl": Method("comt_ccrl", "comt_sft", None, "python run.py stage=ccrl"),
+    "cot_sft_rl": Method("cot_sft_rl", "cot_sft", None, "python run.py stage=rl"),
+}
+
+
+class MissingInputError(FileNotFoundError):
+    """A stage's input is not there yet; the message names the command that produces it."""
+
+
+def method(name: str) -> Method:
+    """The method called ``name``, or a one-line error listing the known ones."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def _model_root(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.artifacts) / str(cfg.tag) / str(cfg.model.name) / f"seed{cfg.seed}"
+
+
+def checkpoint_dir(cfg: DictConfig, method_name: str) -> Path:
+    """Where the training stage of ``method_name`` saves its model (a save_pretrained folder)."""
+    return _model_root(cfg) / method_name / "model"
+
+
+def training_set_path(cfg: DictConfig, trace: str) -> Path:
+    """Where ``stage=teach`` writes the training set of one trace kind (``comt`` or ``cot``)."""
+    return Path(cfg.paths.artifacts) / str(cfg.tag) / "data" / str(cfg.benchmark.name) / str(cfg.teacher.name) / f"{trace}.jsonl"
+
+
+def require_checkpoint(cfg: DictConfig, method_name: str) -> Path | None:
+    """The checkpoint of a method (None for ``base``), or an error naming the command that makes it."""
+    if method(method_name).parent is None:
+        return None
+    folder = checkpoint_dir(cfg, method_name)
+    if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
+        raise MissingInputError(
+            f"no {method_name} checkpoint for model={cfg.model.name} seed={cfg.seed} at {folder}; "
+            f"run `{METHODS[method_name].stage} model={cfg.model.name}` first (or stage=pipeline)")
+    return folder
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (Lightning's helper), without its log line."""
+    pl.seed_everything(int(seed), workers=True, verbose=False)
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """A short hash of the resolved config (minus paths), identifying a run's settings."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    container.pop("paths", None)
+    return hashlib.sha1(json.dumps(container, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def git_sha() -> str | None:
+    """The commit of the code being run, when it runs from a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=Path(__file__).parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+@dataclass
+class StageContext:
+    """Per-job state handed from the task wrapper to the stages: the logger and the run's identity."""
+
+    cfg: DictConfig
+    logger: Logger | None
+    run_id: str
+    started: float = field(default_factory=time.time)
+    # Training time and tokens of each method trained in this job, for the result rows.
+    training: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def save_config(self, folder: Path) -> None:
+        """Write the resolved, redacted config beside an artifact, so every output says how it was made."""
+        folder.mkdir(parents=True, exist_ok=True)
+        container = redact_config(OmegaConf.to_container(self.cfg, resolve=True))
+        (folder / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(container)))
+
+    def row_identity(self) -> dict[str, Any]:
+        """The columns every result row of this job shares."""
+        cfg = self.cfg
+        return {
+            "run_id": self.run_id, "experiment": cfg.experiment_name, "sweep": cfg.get("sweep_name"),
+            "model": cfg.model.name,
+            "teacher": cfg.teacher.name,
+            "seed": int(cfg.seed), "git_sha": git_sha(), "config_hash": config_hash(cfg),
+        }

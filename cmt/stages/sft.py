@@ -1,0 +1,58 @@
+"""``stage=comt_sft`` and ``stage=cot_sft``: fine-tune the student on one kind of teacher trace.
+
+Reads the training set written by ``stage=teach``, trains `cmt.modules.sft.SFTModule` with a Lightning
+Trainer (loss on the target tokens only), and saves the model where the next stage looks for it.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+from hydra.utils import instantiate
+
+from cmt.data.prompts import render_prompt
+from cmt.data.sft import SFTDataModule, tokenize_pairs
+from cmt.models import load_model, save_model
+from cmt.modules.sft import SFTModule
+from cmt.results.store import read_jsonl
+from cmt.stages.common import MissingInputError, StageContext, checkpoint_dir, method, training_set_path
+
+
+def build_trainer(ctx: StageContext, max_epochs: int, **overrides):
+    """A Lightning Trainer from ``cfg.trainer`` with the job's logger."""
+    return instantiate(ctx.cfg.trainer, max_epochs=max_epochs, logger=ctx.logger or False, **overrides)
+
+
+def run(ctx: StageContext, method_name: str) -> dict[str, float]:
+    """Train ``method_name`` (``comt_sft`` or ``cot_sft``) and save it; returns the final losses and timings."""
+    cfg = ctx.cfg
+    spec = method(method_name)
+    data_path = training_set_path(cfg, spec.trace)
+    if not data_path.is_file():
+        raise MissingInputError(f"no {spec.trace} training set at {data_path}; run `python run.py stage=teach` "
+                                "with the same benchmark and teacher first (or stage=pipeline)")
+    records = read_jsonl(data_path)
+    model, tokenizer = load_model(cfg.model)
+    prompts = [render_prompt(r["question"], cfg.prompt.template, tokenizer, cfg.prompt.use_chat_template)
+               for r in records]
+    examples = tokenize_pairs(tokenizer, prompts, [r["target"] for r in records], cfg.sft.max_length,
+                              cfg.prompt.target_prefix)
+    random.Random(cfg.seed).shuffle(examples)
+    n_val = int(len(examples) * cfg.sft.val_fraction)
+    data = SFTDataModule(examples[n_val:], examples[:n_val], cfg.sft.batch_size, tokenizer.pad_token_id, cfg.seed)
+    module = SFTModule(model, instantiate(cfg.sft.optimizer), instantiate(cfg.sft.scheduler))
+    trainer = build_trainer(ctx, cfg.sft.epochs, limit_val_batches=1.0 if n_val else 0)
+    print(f"{method_name}: training {type(model).__name__} on {len(examples) - n_val} {spec.trace} traces "
+          f"({cfg.sft.epochs} epochs)")
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=data)
+    train_time = time.perf_counter() - started
+    out = checkpoint_dir(cfg, method_name)
+    save_model(module.model, tokenizer, out)
+    ctx.save_config(out.parent)
+    ctx.training[method_name] = {"train_time_s": train_time, "train_tokens": float(module.target_tokens)}
+    metrics = {f"{method_name}/{k.replace('/', '_')}": float(v) for k, v in trainer.callback_metrics.items()}
+    metrics.update({f"{method_name}/train_time_s": train_time, f"{method_name}/train_tokens": float(module.target_tokens)})
+    print(f"{method_name}: saved to {out} ({train_time:.0f} s, {module.target_tokens} target tokens)")
+    return metrics

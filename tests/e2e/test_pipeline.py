@@ -1,0 +1,49 @@
+"""`python run.py` end to end on the bundled tiny model, shrunk to seconds: the real CLI, real files."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import FAST, ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def _run(tmp_path, *overrides, logger="none"):
+    args = [f"paths.artifacts={tmp_path}/artifacts", f"paths.results={tmp_path}/results",
+            f"hydra.run.dir={tmp_path}/job", *[o for o in FAST if not o.startswith("logger=")], f"logger={logger}",
+            *overrides]
+    env = {"WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env=env)
+
+
+def test_default_pipeline_writes_rows_predictions_and_an_offline_wandb_run(tmp_path):
+    out = _run(tmp_path, logger="wandb")
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "results" / "runs.jsonl").read_text().splitlines()]
+    assert {(r["method"], r["split"]) for r in rows} == {
+        (m, s) for m in ("base", "comt_sft") for s in ("id", "ood_templates", "ood_steps", "ood_numbers", "ood_renamed")}
+    assert all(r["n"] == 8 and 0 <= r["accuracy"] <= 1 for r in rows)
+    assert all(r["train_time_s"] > 0 for r in rows if r["method"] == "comt_sft")
+    assert len(list((tmp_path / "job" / "predictions" / "comt_sft").glob("*.jsonl"))) == 5
+    assert list((tmp_path / "job" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert "comt_sft" in out.stdout and "ood_renamed" in out.stdout
+
+
+def test_sft_without_teach_names_the_command_that_makes_its_input(tmp_path):
+    out = _run(tmp_path, "stage=cot_sft")
+    assert out.returncode != 0
+    assert "run `python run.py stage=teach`" in out.stderr
+
+
+def test_cot_sft_runs_after_teach_logs_csv_and_eval_finds_its_checkpoint(tmp_path):
+    assert _run(tmp_path, "stage=teach").returncode == 0
+    assert _run(tmp_path, "stage=cot_sft", logger="csv").returncode == 0
+    assert list((tmp_path / "job" / "csv").glob("version_*/metrics.csv"))
+    out = _run(tmp_path, "stage=eval", "eval.methods=[cot_sft]")
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "results" / "runs.jsonl").read_text().splitlines()]
+    assert {r["method"] for r in rows} == {"cot_sft"}

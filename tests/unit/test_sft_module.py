@@ -1,0 +1,37 @@
+"""The SFT module trains: parameters move, the loss falls, and only target tokens carry loss."""
+
+import torch
+
+from cmt.data.sft import IGNORE_INDEX, collate, tokenize_pairs
+from cmt.modules.sft import SFTModule
+
+
+def test_loss_mask_covers_exactly_the_target_and_eos(tiny):
+    _, tokenizer = tiny
+    [example] = tokenize_pairs(tokenizer, ["Question: Q?\nAnswer:"], ["The answer is 7."], max_length=64)
+    prompt_len = len(tokenizer("Question: Q?\nAnswer:").input_ids)
+    assert example.labels[:prompt_len] == [IGNORE_INDEX] * prompt_len
+    assert example.labels[prompt_len:] == example.input_ids[prompt_len:]
+    assert example.input_ids[-1] == tokenizer.eos_token_id
+    assert tokenizer.decode(example.input_ids[prompt_len:-1]) == " The answer is 7."
+
+
+def test_a_few_steps_change_parameters_and_lower_the_loss(tiny):
+    model, tokenizer = tiny
+    examples = tokenize_pairs(tokenizer, [f"Question: Mia has {n} apples.\nAnswer:" for n in range(8)],
+                              [f"The answer is {n}." for n in range(8)], max_length=64)
+    batch = collate(examples, tokenizer.pad_token_id)
+    module = SFTModule(model, lambda params: torch.optim.AdamW(params, lr=1e-3))
+    optimizer = module.optimizer_factory(params=list(model.parameters()))
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    model.train()
+    losses = []
+    for _ in range(5):
+        loss = module(batch)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    changed = [name for name, p in model.named_parameters() if not torch.equal(before[name], p)]
+    assert len(changed) == len(before)
+    assert losses[-1] < losses[0]
