@@ -1,0 +1,465 @@
+"""Result tables in the paper's layout, built from run-store rows, rendered as Markdown, LaTeX or CSV.
+
+Two layouts:
+
+- ``paper_table``: one line per (model, method); one column per evaluated benchmark, then the averages of
+  the in-distribution (ID) and out-of-distribution (OOD) columns. A cell holds the mean over seeds, the
+  sample standard deviation when there are two seeds or more, and the difference from a baseline method of
+  the same model (default ``cot_sft_rl``, the paper's "standard method"). The paper's reported numbers
+  (``results/paper/reported.yaml``) are added as extra lines when the table covers the paper's benchmarks.
+- ``method_table``: the methods of one model side by side: accuracy per column, the ID/OOD averages, and
+  the mean ECE, overconfident-error rate and output length over all columns.
+
+A benchmark with one evaluated split is one column named after the benchmark; a benchmark evaluated on
+several splits (``synthetic``: id, ood_templates, ...) gets one column per split, named after the split
+when it is the only benchmark of the table and ``benchmark/split`` otherwise.
+
+Rows hold fractions; tables show percentages (points). Everything is plain Python: the tables are small.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# The paper's benchmarks in its column order, keyed by normalised name (see `norm`), with display names.
+PAPER_BENCHMARKS = {"gsm8k": "GSM8K", "svamp": "SVAMP", "asdiv": "ASDiv", "mawps": "MAWPS", "tabmwp": "TabMWP",
+                    "gsmhard": "GSM-Hard", "gsmsymbolic": "GSM-Symbolic"}
+# The paper's in-distribution benchmarks; its other benchmarks are out-of-distribution.
+PAPER_ID_BENCHMARKS = {"gsm8k", "svamp"}
+METHOD_NAMES = {"base": "Base", "cot_sft": "CoT-SFT", "cot_sft_rl": "CoT-SFT + RL", "comt_sft": "CoMT-SFT",
+                "comt_ccrl": "CoMT + CCRL"}
+# Baselines tried in turn when the requested one has no rows for a model.
+BASELINE_FALLBACKS = ("cot_sft_rl", "cot_sft", "base")
+DEFAULT_PAPER_FILE = Path(__file__).resolve().parents[2] / "results" / "paper" / "reported.yaml"
+PAPER_AVERAGE_MODEL = "paper: mean of 4 models"
+PAPER_BEST_MODEL = "paper: best reported"
+
+
+def norm(name: Any) -> str:
+    """A benchmark or column name lower-cased with punctuation removed (``GSM-Hard`` == ``gsm_hard``)."""
+    return re.sub(r"[^a-z0-9]", "", str(name).lower())
+
+
+def row_tag(row: dict[str, Any]) -> str | None:
+    """The ID/OOD tag of a row: its ``tag`` field, else a split named id/ood, else the paper's assignment.
+
+    Returns:
+        ``"id"``, ``"ood"``, or None when nothing says (such columns are left out of the averages).
+    """
+    if row.get("tag") in ("id", "ood"):
+        return row["tag"]
+    split = str(row.get("split") or "").lower()
+    if split == "id" or split.startswith("id_"):
+        return "id"
+    if split == "ood" or split.startswith("ood_"):
+        return "ood"
+    benchmark = norm(row.get("benchmark"))
+    if benchmark in PAPER_BENCHMARKS:
+        return "id" if benchmark in PAPER_ID_BENCHMARKS else "ood"
+    return None
+
+
+def filter_rows(rows: Iterable[dict[str, Any]], experiment: str | None = None, sweep: str | None = None,
+                models: Sequence[str] | None = None, methods: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The rows matching every given filter (None or empty: no filter on that field)."""
+    return [row for row in rows
+            if (experiment is None or row.get("experiment") == experiment)
+            and (sweep is None or row.get("sweep") == sweep)
+            and (not models or row.get("model") in models)
+            and (not methods or row.get("method") in methods)]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One table column: a metric averaged over member (benchmark, split) pairs, scaled for display.
+
+    Attributes:
+        label: Stable name (CSV header, ``--benchmarks`` selection).
+        title: Header in Markdown and LaTeX.
+        members: The (benchmark, split) pairs whose values are averaged, per seed.
+        metric: The row field shown.
+        tag: ``id``/``ood`` for benchmark columns, None when unknown.
+        benchmark: The benchmark of a single-benchmark column (for the paper's best scores), else None.
+        scale: Display factor (100 for fractions shown as percentages).
+        digits: Decimals shown.
+    """
+
+    label: str
+    title: str
+    members: tuple[tuple[str, str], ...]
+    metric: str = "accuracy"
+    tag: str | None = None
+    benchmark: str | None = None
+    scale: float = 100.0
+    digits: int = 2
+
+
+@dataclass
+class Cell:
+    """A column's value for one line: mean and sample std over seeds, seeds counted, delta to the baseline."""
+
+    mean: float | None
+    std: float | None = None
+    n: int = 0
+    delta: float | None = None
+
+
+@dataclass
+class Line:
+    """One table line: a (model, method) and its cells in column order; ``source`` says where numbers come from."""
+
+    model: str
+    method: str
+    cells: list[Cell]
+    seeds: int
+    source: str = "ours"
+
+
+@dataclass
+class Table:
+    """A built table, ready to render."""
+
+    title: str
+    columns: list[Column]
+    lines: list[Line]
+    notes: list[str] = field(default_factory=list)
+
+
+def benchmark_columns(rows: Sequence[dict[str, Any]], order: Sequence[str] | None = None) -> list[Column]:
+    """The accuracy columns of ``rows``: one per benchmark, or one per split of a multi-split benchmark.
+
+    Args:
+        rows: Result rows.
+        order: Benchmark names or column labels to show, in this order (others are dropped); None shows
+            every column, the paper's benchmarks first in its order, then the rest as first seen.
+
+    Raises:
+        ValueError: ``order`` names nothing present in ``rows``.
+    """
+    splits: dict[str, list[str]] = {}
+    tags: dict[tuple[str, str], str | None] = {}
+    for row in rows:
+        pair = (str(row["benchmark"]), str(row["split"]))
+        if pair not in tags:
+            splits.setdefault(pair[0], []).append(pair[1])
+            tags[pair] = row_tag(row)
+    columns = []
+    for benchmark, names in splits.items():
+        for split in names:
+            if len(names) == 1:
+                label, title = benchmark, PAPER_BENCHMARKS.get(norm(benchmark), benchmark)
+            else:
+                label = title = split if len(splits) == 1 else f"{benchmark}/{split}"
+            columns.append(Column(label, title, ((benchmark, split),), tag=tags[(benchmark, split)],
+                                  benchmark=benchmark if len(names) == 1 else None))
+    if order is None:
+        paper_rank = {name: rank for rank, name in enumerate(PAPER_BENCHMARKS)}
+        first_seen = {column.label: rank for rank, column in enumerate(columns)}
+        return sorted(columns, key=lambda c: (paper_rank.get(norm(c.members[0][0]), len(paper_rank)),
+                                              first_seen[c.label]))
+    wanted = [norm(name) for name in order]
+
+    def rank(column: Column) -> int | None:
+        for key in (column.label, *(f"{b}/{s}" for b, s in column.members), column.members[0][0]):
+            if norm(key) in wanted:
+                return wanted.index(norm(key))
+        return None
+
+    chosen = sorted((c for c in columns if rank(c) is not None), key=rank)
+    if not chosen:
+        raise ValueError(f"none of the benchmarks {', '.join(order)} is in the rows; "
+                         f"they have {', '.join(c.label for c in columns)}")
+    return chosen
+
+
+def average_columns(columns: Sequence[Column]) -> list[Column]:
+    """The ID and OOD accuracy averages over ``columns`` (each only when it has members)."""
+    averages = []
+    for tag, title in (("id", "ID avg"), ("ood", "OOD avg")):
+        members = tuple(pair for column in columns if column.tag == tag for pair in column.members)
+        if members:
+            averages.append(Column(f"{tag}_avg", title, members, tag=tag))
+    return averages
+
+
+def index_runs(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[Any, dict[tuple[str, str], dict]]]:
+    """Rows indexed as (model, method) -> seed -> (benchmark, split) -> row; a later row replaces an earlier one.
+
+    The store is append-only, so a re-run of the same model, method, seed and split appends a newer row:
+    the table shows the newest.
+    """
+    index: dict[tuple[str, str], dict[Any, dict[tuple[str, str], dict]]] = {}
+    for row in rows:
+        by_seed = index.setdefault((str(row["model"]), str(row["method"])), {})
+        by_seed.setdefault(row.get("seed"), {})[(str(row["benchmark"]), str(row["split"]))] = row
+    return index
+
+
+def _number(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def summarise(seed_runs: dict[Any, dict[tuple[str, str], dict]], column: Column) -> Cell:
+    """A column's cell for one (model, method): per seed the mean of its members, then mean and std over seeds.
+
+    A seed missing any member (or whose value is absent or NaN) is left out, so every averaged seed covers
+    the same benchmarks.
+    """
+    values = []
+    for run in seed_runs.values():
+        members = [_number(run[pair].get(column.metric)) if pair in run else None for pair in column.members]
+        if members and all(value is not None for value in members):
+            values.append(column.scale * sum(members) / len(members))
+    if not values:
+        return Cell(None)
+    std = statistics.stdev(values) if len(values) > 1 else None
+    return Cell(statistics.fmean(values), std, len(values))
+
+
+def method_rank(method: str) -> tuple[int, str]:
+    """Sort key putting the known methods in pipeline order, then the others alphabetically."""
+    known = list(METHOD_NAMES)
+    return (known.index(method), "") if method in known else (len(known), method)
+
+
+def choose_baseline(methods: Iterable[str], requested: str | None) -> str | None:
+    """The baseline among ``methods``: ``requested`` when present, else the first fallback present, else None."""
+    present = set(methods)
+    if requested is None:
+        return None
+    for candidate in (requested, *BASELINE_FALLBACKS):
+        if candidate in present:
+            return candidate
+    return None
+
+
+def add_deltas(lines: list[Line], columns: Sequence[Column], requested: str | None) -> list[str]:
+    """Fill each cell's difference from the baseline line of the same model, for accuracy columns.
+
+    Returns:
+        Notes for our models whose baseline differs from the requested one (or that have none).
+    """
+    notes = []
+    by_model: dict[str, dict[str, Line]] = {}
+    for line in lines:
+        by_model.setdefault(line.model, {})[line.method] = line
+    for model, methods in by_model.items():
+        baseline = choose_baseline(methods, requested)
+        ours = any(line.source == "ours" for line in methods.values())
+        if ours and requested is not None and baseline != requested:
+            notes.append(f"{model}: no {requested} rows, deltas against {baseline}" if baseline
+                         else f"{model}: no baseline method among {', '.join(sorted(methods))}, no deltas")
+        if baseline is None:
+            continue
+        reference = methods[baseline]
+        for method, line in methods.items():
+            if method == baseline:
+                continue
+            for column, cell, ref in zip(columns, line.cells, reference.cells):
+                if column.metric == "accuracy" and cell.mean is not None and ref.mean is not None:
+                    cell.delta = cell.mean - ref.mean
+    return notes
+
+
+def build_lines(rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> list[Line]:
+    """One line per (model, method) of ``rows``, models alphabetically, methods in pipeline order."""
+    index = index_runs(rows)
+    keys = sorted(index, key=lambda key: (key[0], method_rank(key[1])))
+    return [Line(model, method, [summarise(index[(model, method)], c) for c in columns], len(index[(model, method)]))
+            for model, method in keys]
+
+
+def load_paper(path: str | Path = DEFAULT_PAPER_FILE) -> dict[str, Any]:
+    """The paper's reported numbers (see ``results/paper/reported.yaml``).
+
+    Raises:
+        FileNotFoundError: No such file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no paper numbers at {path}; pass --paper-file or --paper never")
+    return yaml.safe_load(path.read_text())
+
+
+def paper_lines(columns: Sequence[Column], paper: dict[str, Any]) -> list[Line]:
+    """The paper's numbers as table lines: its four-model ID/OOD averages and its best score per benchmark."""
+    lines = []
+    averages: dict[str, dict[str, float]] = {}
+    for entry in paper.get("averages", []):
+        averages.setdefault(entry["method"], {})[entry["tag"]] = float(entry["value"])
+    for method in sorted(averages, key=method_rank):
+        cells = [Cell(averages[method].get(column.tag)) if column.label == f"{column.tag}_avg" else Cell(None)
+                 for column in columns]
+        lines.append(Line(PAPER_AVERAGE_MODEL, method, cells, 0, source="paper (summary)"))
+    best: dict[str, float] = {}
+    for entry in paper.get("best_scores", []):
+        key = norm(entry["benchmark"])
+        best[key] = max(best.get(key, -math.inf), float(entry["value"]))
+    cells = [Cell(best.get(norm(column.benchmark))) if column.benchmark else Cell(None) for column in columns]
+    if any(cell.mean is not None for cell in cells):
+        lines.append(Line(PAPER_BEST_MODEL, "comt_ccrl", cells, 0, source="paper (leaderboard)"))
+    return lines
+
+
+def paper_table(rows: Sequence[dict[str, Any]], benchmarks: Sequence[str] | None = None,
+                baseline: str | None = "cot_sft_rl", paper: str = "auto",
+                paper_file: str | Path = DEFAULT_PAPER_FILE, title: str = "Accuracy (%)") -> Table:
+    """The paper's layout: (model, method) lines, benchmark columns, ID/OOD averages, deltas, paper numbers.
+
+    Args:
+        rows: Result rows (already filtered).
+        benchmarks: Columns to show, in order (see `benchmark_columns`).
+        baseline: Method the deltas are taken against (None: no deltas).
+        paper: ``auto`` adds the paper's lines when a column is one of its benchmarks; ``always``; ``never``.
+        paper_file: Where the paper's numbers are.
+        title: Table title.
+
+    Raises:
+        ValueError: No rows, or an unknown ``paper`` mode.
+    """
+    if not rows:
+        raise ValueError("no result rows to tabulate")
+    if paper not in ("auto", "always", "never"):
+        raise ValueError(f"paper={paper!r} is not one of auto, always, never")
+    columns = benchmark_columns(rows, benchmarks)
+    columns += average_columns(columns)
+    lines = build_lines(rows, columns)
+    notes = ["mean ± sample std over seeds" + (f"; (difference) in points against {baseline}" if baseline else "")]
+    covers_paper = any(norm(c.benchmark) in PAPER_BENCHMARKS for c in columns if c.benchmark)
+    if paper == "always" or (paper == "auto" and covers_paper):
+        lines += paper_lines(columns, load_paper(paper_file))
+        notes.append("paper lines: ID/OOD averages over its four students and own benchmark set (unverified "
+                     "summary), best scores from a leaderboard (model not stated); sources in "
+                     "results/paper/reported.yaml")
+    notes += add_deltas(lines, columns, baseline)
+    untagged = [c.label for c in columns if c.tag is None]
+    if untagged:
+        notes.append(f"not in the ID/OOD averages (no id/ood tag): {', '.join(untagged)}")
+    experiments = sorted({str(row.get("experiment")) for row in rows})
+    if len(experiments) > 1:
+        notes.append(f"rows from several experiments ({', '.join(experiments)}): filter with --experiment")
+    return Table(title, columns, lines, notes)
+
+
+def method_table(rows: Sequence[dict[str, Any]], model: str | None = None,
+                 benchmarks: Sequence[str] | None = None) -> Table:
+    """Methods of one model side by side: accuracy per column and ID/OOD averages, then calibration and length.
+
+    ECE, overconfident-error rate (both in %) and mean output tokens are averaged over all the columns.
+
+    Raises:
+        ValueError: No rows, or several models and ``model`` not given (or not present).
+    """
+    models = sorted({str(row["model"]) for row in rows})
+    if model is None and len(models) > 1:
+        raise ValueError(f"the rows hold several models ({', '.join(models)}); choose one with --model")
+    model = model if model is not None else (models[0] if models else None)
+    rows = [row for row in rows if str(row["model"]) == model]
+    if not rows:
+        raise ValueError(f"no result rows for model {model!r}" + (f"; there are {', '.join(models)}" if models else ""))
+    accuracy = benchmark_columns(rows, benchmarks)
+    members = tuple(pair for column in accuracy for pair in column.members)
+    extra = [Column("ece", "ECE", members, metric="ece"),
+             Column("overconfident_error_rate", "Overconf. err.", members, metric="overconfident_error_rate"),
+             Column("mean_output_tokens", "Out. tokens", members, metric="mean_output_tokens", scale=1.0, digits=1)]
+    columns = accuracy + average_columns(accuracy) + extra
+    notes = ["accuracy, ECE and overconfident errors in %, mean ± sample std over seeds; "
+             "ECE, overconfident errors and output tokens averaged over all columns"]
+    return Table(f"Methods on {model}", columns, build_lines(rows, columns), notes)
+
+
+def _format(cell: Cell, column: Column, std_sep: str, delta: bool) -> str:
+    if cell.mean is None:
+        return ""
+    text = f"{cell.mean:.{column.digits}f}"
+    if cell.std is not None:
+        text += f"{std_sep}{cell.std:.{column.digits}f}"
+    if delta and cell.delta is not None:
+        text += f" ({cell.delta:+.{column.digits}f})"
+    return text
+
+
+def method_name(method: str) -> str:
+    """The method's name as the paper writes it (unknown methods as they are)."""
+    return METHOD_NAMES.get(method, method)
+
+
+def to_markdown(table: Table) -> str:
+    """A GitHub Markdown table with the title above and the notes below."""
+    header = ["Model", "Method", "Seeds", *(c.title for c in table.columns)]
+    out = [f"**{table.title}**", "", "| " + " | ".join(header) + " |",
+           "|" + "|".join(["---"] * 3 + ["---:"] * len(table.columns)) + "|"]
+    for line in table.lines:
+        cells = [_format(cell, column, " ± ", True) for cell, column in zip(line.cells, table.columns)]
+        seeds = str(line.seeds) if line.source == "ours" else "-"
+        out.append("| " + " | ".join([line.model, method_name(line.method), seeds, *cells]) + " |")
+    out += [""] + [f"- {note}" for note in table.notes]
+    return "\n".join(out) + "\n"
+
+
+def _latex_escape(text: str) -> str:
+    return re.sub(r"([_%&#$])", r"\\\1", text).replace("±", r"$\pm$")
+
+
+def to_latex(table: Table) -> str:
+    """A booktabs ``tabular`` (notes as ``%`` comments); needs ``\\usepackage{booktabs}``."""
+    header = ["Model", "Method", *(c.title for c in table.columns)]
+    out = [f"% {_latex_escape(table.title)}", *(f"% {_latex_escape(note)}" for note in table.notes),
+           r"\begin{tabular}{ll" + "r" * len(table.columns) + "}", r"\toprule",
+           " & ".join(_latex_escape(h) for h in header) + r" \\", r"\midrule"]
+    model = None
+    for line in table.lines:
+        if model is not None and line.model != model:
+            out.append(r"\midrule")
+        cells = [_format(cell, column, r" $\pm$ ", True) for cell, column in zip(line.cells, table.columns)]
+        shown = _latex_escape(line.model) if line.model != model else ""
+        out.append(" & ".join([shown, _latex_escape(method_name(line.method)), *cells]) + r" \\")
+        model = line.model
+    out += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(out) + "\n"
+
+
+def to_csv(table: Table) -> str:
+    """Wide CSV: model, method, source, seeds, then ``<column>``, ``<column>_std``, ``<column>_delta`` per column.
+
+    Values are in display units (percent for accuracies), to six decimals; empty where absent.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["model", "method", "source", "seeds",
+                     *(f"{c.label}{suffix}" for c in table.columns for suffix in ("", "_std", "_delta"))])
+    for line in table.lines:
+        values = [("" if value is None else round(value, 6)) for cell in line.cells
+                  for value in (cell.mean, cell.std, cell.delta)]
+        writer.writerow([line.model, line.method, line.source, line.seeds, *values])
+    return buffer.getvalue()
+
+
+RENDERERS = {"md": to_markdown, "latex": to_latex, "csv": to_csv}
+
+
+def render(table: Table, fmt: str) -> str:
+    """``table`` as ``md``, ``latex`` or ``csv``.
+
+    Raises:
+        ValueError: Unknown format.
+    """
+    if fmt not in RENDERERS:
+        raise ValueError(f"format {fmt!r} is not one of {', '.join(RENDERERS)}")
+    return RENDERERS[fmt](table)
