@@ -1,0 +1,122 @@
+"""The calibration reward: score the policy's confidence in each judged step against its correctness.
+
+For a step with confidence ``c`` in [0, 1] and correctness ``y`` in {0, 1} (``reward.calibration_score``):
+
+- ``signed`` (default): ``+c`` if right, ``-c`` if wrong. The literal reading of the paper's description
+  (reward confident correct steps, penalise confident wrong ones); range [-1, 1]. It is not a proper
+  scoring rule: it pushes confidence to 1 on steps the policy gets right more often than not, to 0 on
+  the others.
+- ``brier``: ``1 - (c - y)^2``; range [0, 1]. A proper scoring rule: maximal in expectation when ``c``
+  equals the probability of being right.
+- ``log``: ``y log c + (1 - y) log(1 - c)`` with ``c`` clipped to [eps, 1 - eps]; range [log eps, 0].
+  Proper, and harsher than Brier on confident mistakes.
+
+The step scores of a rollout are reduced to one number (``reward.step_aggregation``): ``mean``
+(default), ``min`` (the worst step) or ``sum`` (more steps, more weight). A rollout with no judged step
+scores 0. In step granularity each step's share of that number is placed at the step's last token, so
+the shares always add up to the sequence value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cmt.data.problem import Problem
+from cmt.rewards.confidence import step_confidence
+from cmt.rewards.correctness import step_correctness
+from cmt.rewards.outcome import answer_correct
+from cmt.rewards.steps import Step, find_steps
+from cmt.rewards.types import Rollout
+
+CALIBRATION_SCORES = ("signed", "brier", "log")
+STEP_AGGREGATIONS = ("mean", "min", "sum")
+
+
+@dataclass(frozen=True)
+class JudgedStep:
+    """A step with the policy's confidence in it and its correctness."""
+
+    step: Step
+    confidence: float
+    correct: bool
+
+
+def judge_steps(rollout: Rollout, problem: Problem, *, extraction: str = "flexible",
+                confidence: str = "geometric_mean", correctness: str = "arithmetic") -> list[JudgedStep]:
+    """Find, score and judge a rollout's steps; steps that cannot be judged are left out.
+
+    Args:
+        rollout: One completion with per-token log-probs and offsets.
+        problem: The problem it answers.
+        extraction: Final-answer extraction (``flexible`` | ``strict``).
+        confidence: Confidence kind (:data:`cmt.rewards.confidence.CONFIDENCE_KINDS`).
+        correctness: Correctness mode (:data:`cmt.rewards.correctness.CORRECTNESS_MODES`).
+    """
+    steps = find_steps(rollout.text, rollout.offsets, extraction)
+    verdicts = step_correctness(steps, problem, answer_correct(rollout, problem, extraction), correctness)
+    return [JudgedStep(step, step_confidence(rollout.logprobs, step.token_indices, confidence), verdict)
+            for step, verdict in zip(steps, verdicts) if verdict is not None]
+
+
+def step_score(confidence: float, correct: bool, score: str = "signed", log_eps: float = 0.01) -> float:
+    """The calibration score of one step (formulas in the module docstring).
+
+    Raises:
+        ValueError: For an unknown score.
+    """
+    y = 1.0 if correct else 0.0
+    if score == "signed":
+        return confidence if correct else -confidence
+    if score == "brier":
+        return 1.0 - (confidence - y) ** 2
+    if score == "log":
+        c = min(max(confidence, log_eps), 1.0 - log_eps)
+        return math.log(c) if correct else math.log(1.0 - c)
+    raise ValueError(f"unknown calibration score {score!r}; choose one of {', '.join(CALIBRATION_SCORES)}")
+
+
+def step_shares(scores: Sequence[float], aggregation: str = "mean") -> list[float]:
+    """Each step's share of the aggregated score; the shares add up to the aggregate.
+
+    ``mean``: score / n each. ``sum``: the scores. ``min``: the (first) lowest score, 0 for the others.
+
+    Raises:
+        ValueError: For an unknown aggregation.
+    """
+    if aggregation == "mean":
+        return [s / len(scores) for s in scores]
+    if aggregation == "sum":
+        return list(scores)
+    if aggregation == "min":
+        lowest = min(range(len(scores)), key=scores.__getitem__, default=None)
+        return [s if i == lowest else 0.0 for i, s in enumerate(scores)]
+    raise ValueError(f"unknown step aggregation {aggregation!r}; choose one of {', '.join(STEP_AGGREGATIONS)}")
+
+
+def calibration_step_term(rollouts: Sequence[Rollout], problems: Sequence[Problem], *, extraction: str = "flexible",
+                          confidence: str = "geometric_mean", correctness: str = "arithmetic",
+                          calibration_score: str = "signed", step_aggregation: str = "mean", log_eps: float = 0.01,
+                          **_settings) -> list[list[tuple[int, float]]]:
+    """Per rollout, ``(token index, share)`` for each judged step: the share sits at the value's last token.
+
+    The shares of a rollout add up to its :func:`calibration_term` value; a rollout without judged steps
+    has an empty list.
+    """
+    placed = []
+    for rollout in rollouts:
+        judged = judge_steps(rollout, problems[rollout.problem_index], extraction=extraction,
+                             confidence=confidence, correctness=correctness)
+        scores = [step_score(j.confidence, j.correct, calibration_score, log_eps) for j in judged]
+        shares = step_shares(scores, step_aggregation)
+        placed.append([(j.step.token_indices[-1], share) for j, share in zip(judged, shares)])
+    return placed
+
+
+def calibration_term(rollouts: Sequence[Rollout], problems: Sequence[Problem], **settings) -> list[float]:
+    """The aggregated calibration score of each rollout (0.0 when it has no judged step).
+
+    Takes the keyword settings of :func:`calibration_step_term`.
+    """
+    return [sum(share for _, share in row) for row in calibration_step_term(rollouts, problems, **settings)]

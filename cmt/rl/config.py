@@ -1,0 +1,111 @@
+"""Check the ``rl`` and ``reward`` config nodes before any model is loaded.
+
+A typo in a sweep (``rl.kl_coef=-0.1``, ``reward.calibration_score=breir``) or sizes that do not divide
+should fail in a second with one line naming the key, not an hour later inside a training step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from cmt.rewards.combine import RewardConfig
+from cmt.rl.advantages import ESTIMATORS, GROUP_SCALES
+from cmt.rl.losses import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
+
+KL_MODES = ("reward", "loss")
+_MISSING = object()
+
+
+def _get(node: Mapping, path: str) -> Any:
+    value: Any = node
+    for key in path.split("."):
+        value = value.get(key, _MISSING) if isinstance(value, Mapping) else _MISSING
+        if value is _MISSING:
+            raise ValueError(f"rl.{path} is missing")
+    return value
+
+
+def _choice(node: Mapping, path: str, allowed) -> str:
+    value = _get(node, path)
+    if value not in allowed:
+        raise ValueError(f"rl.{path}={value!r}: choose one of {', '.join(allowed)}")
+    return value
+
+
+def _positive_int(node: Mapping, path: str) -> int:
+    value = _get(node, path)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"rl.{path}={value!r}: must be an integer >= 1")
+    return value
+
+
+def _number(node: Mapping, path: str, low: float, high: float, low_open: bool = False,
+            high_open: bool = False) -> float:
+    value = _get(node, path)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not (low < value if low_open else low <= value) \
+            or not (value < high if high_open else value <= high):
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ValueError(f"rl.{path}={value!r}: must be a finite number in {interval}")
+    return float(value)
+
+
+def validate_rl_config(rl_cfg: Mapping, reward_cfg: Mapping) -> RewardConfig:
+    """Validate the RL settings and the reward settings together.
+
+    Args:
+        rl_cfg: The ``rl`` node (``conf/rl/*.yaml``), interpolations resolvable.
+        reward_cfg: The ``reward`` node (``conf/reward/*.yaml``).
+
+    Returns:
+        The validated reward settings, ready for :func:`cmt.rewards.combine.compute_rewards`.
+
+    Raises:
+        ValueError: One line naming the first offending key, its value and what is allowed.
+    """
+    inf = math.inf
+    advantage = _choice(rl_cfg, "advantage", tuple(ESTIMATORS))
+    _choice(rl_cfg, "policy_loss", tuple(POLICY_LOSSES))
+    _choice(rl_cfg, "advantage_scale", GROUP_SCALES)
+    _choice(rl_cfg, "loss_aggregation", AGGREGATIONS)
+    _choice(rl_cfg, "kl_estimator", tuple(KL_ESTIMATORS))
+    _choice(rl_cfg, "kl_mode", KL_MODES)
+    sizes = {key: _positive_int(rl_cfg, key) for key in
+             ("group_size", "prompts_per_step", "mini_batch_size", "micro_batch_size", "epochs", "max_new_tokens",
+              "steps", "val_interval", "val_n")}
+    if advantage == "grpo" and sizes["group_size"] < 2:
+        raise ValueError(f"rl.group_size={sizes['group_size']}: the grpo estimator needs groups of at least 2")
+    rollouts = sizes["prompts_per_step"] * sizes["group_size"]
+    if rollouts % sizes["mini_batch_size"]:
+        raise ValueError(f"rl.mini_batch_size={sizes['mini_batch_size']}: must divide the {rollouts} rollouts per "
+                         "step (rl.prompts_per_step * rl.group_size)")
+    if sizes["mini_batch_size"] % sizes["micro_batch_size"]:
+        raise ValueError(f"rl.micro_batch_size={sizes['micro_batch_size']}: must divide "
+                         f"rl.mini_batch_size={sizes['mini_batch_size']}")
+    _number(rl_cfg, "kl_coef", 0.0, inf, high_open=True)
+    _number(rl_cfg, "clip_low", 0.0, 1.0, low_open=True, high_open=True)
+    _number(rl_cfg, "clip_high", 0.0, inf, low_open=True, high_open=True)
+    _number(rl_cfg, "gamma", 0.0, 1.0)
+    _number(rl_cfg, "lam", 0.0, 1.0)
+    _number(rl_cfg, "temperature", 0.0, inf, low_open=True, high_open=True)
+    _number(rl_cfg, "max_grad_norm", 0.0, inf, low_open=True, high_open=True)
+    _number(rl_cfg, "optimizer.lr", 0.0, inf, low_open=True, high_open=True)
+    if not isinstance(_get(rl_cfg, "whiten_advantages"), bool):
+        raise ValueError(f"rl.whiten_advantages={_get(rl_cfg, 'whiten_advantages')!r}: must be true or false")
+    if advantage == "gae":
+        _number(rl_cfg, "critic.lr", 0.0, inf, low_open=True, high_open=True)
+        _number(rl_cfg, "critic.value_clip", 0.0, inf, low_open=True, high_open=True)
+    if _get(rl_cfg, "dynamic_sampling.enabled") is True:
+        if sizes["group_size"] < 2:
+            raise ValueError(f"rl.group_size={sizes['group_size']}: dynamic sampling needs groups of at least 2")
+        _number(rl_cfg, "dynamic_sampling.tolerance", 0.0, inf, high_open=True)
+    elif _get(rl_cfg, "dynamic_sampling.enabled") is not False:
+        raise ValueError(f"rl.dynamic_sampling.enabled={_get(rl_cfg, 'dynamic_sampling.enabled')!r}: "
+                         "must be true or false")
+    reward = RewardConfig.from_mapping(reward_cfg)
+    if reward.granularity == "step" and advantage != "gae":
+        raise ValueError(f"reward.granularity='step': per-token rewards need rl.advantage=gae, got {advantage!r} "
+                         "(use granularity=sequence)")
+    return reward
