@@ -16,7 +16,7 @@ from functools import partial
 from omegaconf import DictConfig
 
 from cmt.logging import build_logger
-from cmt.stages import evaluate, pipeline, pretrain, sft, teach
+from cmt.stages import evaluate, pipeline, pretrain, rl, sft, teach
 from cmt.stages.common import StageContext, seed_everything
 
 RUNNERS: dict[str, Callable[[StageContext], dict[str, float]]] = {
@@ -24,6 +24,8 @@ RUNNERS: dict[str, Callable[[StageContext], dict[str, float]]] = {
     "teach": teach.run,
     "comt_sft": partial(sft.run, method_name="comt_sft"),
     "cot_sft": partial(sft.run, method_name="cot_sft"),
+    "ccrl": partial(rl.run, method_name="comt_ccrl"),
+    "rl": partial(rl.run, method_name="cot_sft_rl"),
     "eval": evaluate.run,
     "pipeline": pipeline.run,
 }

@@ -57,6 +57,7 @@ def run(ctx: StageContext) -> dict[str, float]:
           f"{sum(len(e.input_ids) for e in examples)} tokens")
     data = SFTDataModule(examples, [], stage.batch_size, tokenizer.pad_token_id, cfg.seed)
     module = SFTModule(model, instantiate(stage.optimizer), instantiate(stage.scheduler))
+    model.train()
     started = time.perf_counter()
     build_trainer(ctx, stage.epochs, limit_val_batches=0).fit(module, datamodule=data)
     elapsed = time.perf_counter() - started

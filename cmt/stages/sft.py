@@ -45,6 +45,7 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
     trainer = build_trainer(ctx, cfg.sft.epochs, limit_val_batches=1.0 if n_val else 0)
     print(f"{method_name}: training {type(model).__name__} on {len(examples) - n_val} {spec.trace} traces "
           f"({cfg.sft.epochs} epochs)")
+    model.train()
     started = time.perf_counter()
     trainer.fit(module, datamodule=data)
     train_time = time.perf_counter() - started

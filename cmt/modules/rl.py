@@ -1,0 +1,307 @@
+"""The RL LightningModule: PPO / GRPO-family training with composable rewards (CCRL and its baseline).
+
+One RL step, in ``training_step``:
+
+1. **generate**: sample ``group_size`` completions per prompt with the KV cache, keeping each token's
+   log-prob (these are PPO's old log-probs: the policy has not moved yet, so they are not recomputed);
+2. **score**: reward terms (`cmt.rewards`), the KL penalty to the frozen reference, critic values (PPO),
+   advantages (`cmt.rl.advantages`);
+3. **update**: ``epochs`` passes over the rollouts in mini-batches of ``mini_batch_size`` (one optimizer
+   step each), accumulated over micro-batches of ``micro_batch_size``.
+
+Optimisation is manual (``automatic_optimization = False``): a step holds several optimizer steps. The
+module never loads a model; `cmt.stages.rl` builds the policy, reference and critic and hands them in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig
+
+from cmt.data.problem import Problem
+from cmt.eval.calibration import expected_calibration_error
+from cmt.eval.evaluate import evaluate
+from cmt.generation import left_pad, sample
+from cmt.rewards.calibration import judge_steps
+from cmt.rewards.combine import RewardConfig, compute_rewards
+from cmt.rewards.outcome import answer_correct
+from cmt.rewards.types import rollouts_from_sampled
+from cmt.rl.advantages import AdvantageInputs, compute_advantages
+from cmt.rl.filters import varied_groups
+from cmt.rl.logits import entropy_from_logits, token_logprobs
+from cmt.rl.losses import kl_penalty, policy_loss, value_loss
+from cmt.rl.masked import completion_mask, masked_mean
+
+
+class Critic(torch.nn.Module):
+    """A value model: a transformer trunk and a scalar head, one value per position."""
+
+    def __init__(self, trunk: torch.nn.Module, hidden_size: int):
+        super().__init__()
+        self.trunk = trunk
+        self.head = torch.nn.Linear(hidden_size, 1)
+        torch.nn.init.zeros_(self.head.weight)
+        torch.nn.init.zeros_(self.head.bias)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        hidden = self.trunk(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
+        return self.head(hidden).squeeze(-1).float()
+
+
+class Batch:
+    """The rollouts of one RL step as tensors: prompt + completion, and everything the update reads."""
+
+    def __init__(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, tokens: torch.Tensor,
+                 lengths: torch.Tensor):
+        self.prompt_width = prompt_ids.shape[1]
+        self.mask = completion_mask(lengths, tokens.shape[1]).float()
+        self.input_ids = torch.cat([prompt_ids, tokens], dim=1)
+        self.attention_mask = torch.cat([prompt_mask, self.mask.long()], dim=1)
+        self.position_ids = (self.attention_mask.cumsum(-1) - 1).clamp(min=0)
+        self.tokens = tokens
+        self.fields: dict[str, torch.Tensor] = {}
+
+    def rows(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The tensors of a subset of rollouts (a micro-batch)."""
+        picked = {"input_ids": self.input_ids[index], "attention_mask": self.attention_mask[index],
+                  "position_ids": self.position_ids[index], "tokens": self.tokens[index], "mask": self.mask[index]}
+        picked.update({name: value[index] for name, value in self.fields.items()})
+        return picked
+
+
+def completion_slice(values: torch.Tensor, prompt_width: int, width: int) -> torch.Tensor:
+    """Positions ``P-1 .. P+T-2``: the ones that predict the completion's tokens (and hold their state)."""
+    return values[:, prompt_width - 1:prompt_width - 1 + width]
+
+
+class RLModule(pl.LightningModule):
+    """Train a policy with RL on problems with gold answers.
+
+    Args:
+        policy: The causal LM being trained (its LoRA adapters, when PEFT-wrapped).
+        tokenizer: Its tokenizer.
+        problems: Training problems; the dataloader yields lists of their indices.
+        val_problems: Held-out problems for the periodic greedy validation.
+        render: ``question -> prompt text`` (the shared prompt).
+        rl: The ``rl`` config node (validated by `cmt.rl.config.validate_rl_config`).
+        reward: Validated reward settings.
+        optimizer: ``params -> Optimizer`` for the policy.
+        reference: The frozen reference model, or None (no KL, or LoRA: the policy with adapters off).
+        critic: The PPO critic, or None for critic-free estimators.
+        critic_optimizer: ``params -> Optimizer`` for the critic.
+        val_batch_size: Batch size of validation generation.
+    """
+
+    def __init__(self, policy: torch.nn.Module, tokenizer, problems: Sequence[Problem],
+                 val_problems: Sequence[Problem], render: Callable[[str], str], rl: DictConfig, reward: RewardConfig,
+                 optimizer: Callable[..., torch.optim.Optimizer], reference: torch.nn.Module | None = None,
+                 critic: Critic | None = None, critic_optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+                 val_batch_size: int = 64):
+        super().__init__()
+        self.automatic_optimization = False
+        self.policy, self.tokenizer, self.critic = policy, tokenizer, critic
+        # Kept out of the module tree: frozen, never optimised, never saved with the policy.
+        self._reference = [reference] if reference is not None else []
+        self.problems, self.val_problems, self.render = list(problems), list(val_problems), render
+        self.rl, self.reward = rl, reward
+        self.optimizer_factory, self.critic_optimizer_factory = optimizer, critic_optimizer
+        self.val_batch_size = val_batch_size
+        self.generator = torch.Generator()
+        self.eos_ids = sorted({tokenizer.eos_token_id, tokenizer.pad_token_id} - {None})
+        self.history: list[dict[str, float]] = []
+
+    # ---------------------------------------------------------------- setup
+    def configure_optimizers(self) -> Any:
+        optimizers = [self.optimizer_factory(params=[p for p in self.policy.parameters() if p.requires_grad])]
+        if self.critic is not None:
+            optimizers.append(self.critic_optimizer_factory(params=list(self.critic.parameters())))
+        return optimizers
+
+    def on_train_start(self) -> None:
+        self.generator.manual_seed(int(torch.initial_seed()) % (2**63))
+
+    @contextlib.contextmanager
+    def _reference_model(self) -> Iterator[torch.nn.Module]:
+        """The frozen reference: a separate model, or the policy with its LoRA adapters disabled."""
+        if self._reference:
+            yield self._reference[0]
+        else:
+            with self.policy.disable_adapter():
+                yield self.policy
+
+    # ---------------------------------------------------------------- one step
+    def _forward(self, model: torch.nn.Module, rows: dict[str, torch.Tensor], prompt_width: int
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) log-probs of the completion tokens under ``model`` (sampling temperature) and its (B, T, V) logits."""
+        width = rows["tokens"].shape[1]
+        logits = model(input_ids=rows["input_ids"], attention_mask=rows["attention_mask"],
+                       position_ids=rows["position_ids"], logits_to_keep=width + 1).logits[:, :-1]
+        return token_logprobs(logits, rows["tokens"], self.rl.temperature), logits
+
+    @torch.no_grad()
+    def _rollout(self, problems: Sequence[Problem]):
+        """Sample ``group_size`` completions per problem; rows are laid out group by group."""
+        group = int(self.rl.group_size)
+        prompts = [self.render(p.question) for p in problems for _ in range(group)]
+        inputs = left_pad(self.tokenizer, prompts, self.device)
+        self.policy.eval()
+        sampled = sample(self.policy, **inputs, max_new_tokens=int(self.rl.max_new_tokens), eos_ids=self.eos_ids,
+                         pad_id=self.tokenizer.pad_token_id, temperature=float(self.rl.temperature),
+                         generator=self.generator)
+        self.policy.train()
+        rollouts = rollouts_from_sampled(self.tokenizer, sampled, [i // group for i in range(len(prompts))])
+        return rollouts, sampled, inputs
+
+    @torch.no_grad()
+    def _score(self, problems: Sequence[Problem]) -> tuple[Batch, dict[str, float]]:
+        """Rollouts, rewards, KL penalty, values and advantages of one step."""
+        group = int(self.rl.group_size)
+        rollouts, sampled, inputs = self._rollout(problems)
+        started = time.perf_counter()
+        rewards = compute_rewards(rollouts, problems, self.reward)
+        scores = rewards.scores()
+        keep = torch.ones(len(rollouts), dtype=torch.bool)
+        if self.rl.dynamic_sampling.enabled:
+            keep = varied_groups(scores, group, float(self.rl.dynamic_sampling.tolerance))
+        batch = Batch(inputs["input_ids"], inputs["attention_mask"], sampled.tokens, sampled.lengths)
+        token_rewards = rewards.token_rewards(batch.tokens.shape[1])
+        batch.fields["old_logprobs"] = sampled.logprobs.float()
+        metrics = dict(rewards.metrics())
+        all_rows = batch.rows(torch.arange(len(rollouts)))
+        if float(self.rl.kl_coef) > 0:
+            with self._reference_model() as reference:
+                ref_logprobs, _ = self._forward(reference, all_rows, batch.prompt_width)
+            batch.fields["ref_logprobs"] = ref_logprobs
+            if self.rl.kl_mode == "reward":
+                penalty = kl_penalty(batch.fields["old_logprobs"], ref_logprobs, self.rl.kl_estimator) * batch.mask
+                token_rewards = token_rewards - float(self.rl.kl_coef) * penalty
+        values = None
+        if self.critic is not None:
+            values = completion_slice(self.critic(all_rows["input_ids"], all_rows["attention_mask"],
+                                                  all_rows["position_ids"]), batch.prompt_width, batch.tokens.shape[1])
+            batch.fields["old_values"] = values * batch.mask
+        advantages = compute_advantages(self.rl.advantage, AdvantageInputs(
+            token_rewards=token_rewards, mask=batch.mask, values=values, gamma=float(self.rl.gamma),
+            lam=float(self.rl.lam), whiten=bool(self.rl.whiten_advantages), group_size=group,
+            scale=str(self.rl.advantage_scale)))
+        batch.fields["advantages"] = advantages.advantages
+        if advantages.returns is not None:
+            batch.fields["returns"] = advantages.returns
+        batch.fields["keep"] = keep
+        metrics.update(self._rollout_metrics(rollouts, problems, sampled, scores, group))
+        metrics["timing/score"] = time.perf_counter() - started
+        return batch, metrics
+
+    def _rollout_metrics(self, rollouts, problems, sampled, scores: torch.Tensor, group: int) -> dict[str, float]:
+        """Accuracy, step calibration and shape statistics of the sampled rollouts."""
+        confidences, correct = [], []
+        for rollout in rollouts:
+            for step in judge_steps(rollout, problems[rollout.problem_index], extraction=self.reward.extraction,
+                                    confidence=self.reward.confidence, correctness=self.reward.correctness):
+                confidences.append(step.confidence)
+                correct.append(step.correct)
+        right = [c for c, k in zip(confidences, correct) if k]
+        wrong = [c for c, k in zip(confidences, correct) if not k]
+        groups = scores.reshape(-1, group)
+        lengths = sampled.lengths.float()
+        return {
+            "train/accuracy": sum(answer_correct(r, problems[r.problem_index], self.reward.extraction)
+                                  for r in rollouts) / len(rollouts),
+            "train/steps_per_rollout": len(confidences) / len(rollouts),
+            "train/confidence_correct_steps": sum(right) / len(right) if right else float("nan"),
+            "train/confidence_wrong_steps": sum(wrong) / len(wrong) if wrong else float("nan"),
+            "train/step_ece": expected_calibration_error(confidences, correct) if confidences else float("nan"),
+            "train/overconfident_step_error_rate": sum(c > 0.9 for c in wrong) / max(len(confidences), 1),
+            "train/zero_variance_groups": float((groups.max(1).values == groups.min(1).values).float().mean()),
+            "train/completion_length": float(lengths.mean()),
+            "train/truncation_rate": float((~sampled.finished).float().mean()),
+        }
+
+    def _update(self, batch: Batch) -> dict[str, float]:
+        """``epochs`` passes of mini-batch updates over the kept rollouts; returns mean diagnostics."""
+        rl = self.rl
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        kept = torch.nonzero(batch.fields["keep"]).squeeze(1).tolist()
+        mini, micro = int(rl.mini_batch_size), int(rl.micro_batch_size)
+        stats: dict[str, list[float]] = {}
+        order_rng = random.Random(int(self.global_step))
+        for _ in range(int(rl.epochs)):
+            order_rng.shuffle(kept)
+            for start in range(0, len(kept), mini):
+                minibatch = kept[start:start + mini]
+                if not minibatch:
+                    continue
+                num_tokens = float(batch.mask[minibatch].sum())
+                for first in range(0, len(minibatch), micro):
+                    rows = batch.rows(torch.tensor(minibatch[first:first + micro]))
+                    loss, step_stats = self._loss(rows, batch.prompt_width, num_tokens, len(minibatch))
+                    self.manual_backward(loss)
+                    for name, value in step_stats.items():
+                        stats.setdefault(name, []).append(value)
+                for optimizer in optimizers:
+                    self.clip_gradients(optimizer, gradient_clip_val=float(rl.max_grad_norm),
+                                        gradient_clip_algorithm="norm")
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+        return {name: sum(values) / len(values) for name, values in stats.items()}
+
+    def _loss(self, rows: dict[str, torch.Tensor], prompt_width: int, num_tokens: float, num_sequences: int
+              ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The policy (+ KL in the loss, + critic) loss of one micro-batch, scaled to its share of the mini-batch."""
+        rl = self.rl
+        logprobs, logits = self._forward(self.policy, rows, prompt_width)
+        mask = rows["mask"]
+        result = policy_loss(rl.policy_loss, logprobs, rows["old_logprobs"], rows["advantages"], mask,
+                             clip_low=float(rl.clip_low), clip_high=float(rl.clip_high),
+                             aggregation=str(rl.loss_aggregation), max_length=int(rl.max_new_tokens),
+                             num_tokens=num_tokens, num_sequences=float(num_sequences))
+        loss = result.loss
+        stats = {"train/policy_loss": result.loss.item(), "train/clip_fraction": float(result.clip_fraction),
+                 "train/approx_kl": float(result.approx_kl)}
+        with torch.no_grad():
+            stats["train/entropy"] = float(masked_mean(entropy_from_logits(logits), mask))
+        if "ref_logprobs" in rows:
+            kl = kl_penalty(logprobs, rows["ref_logprobs"], rl.kl_estimator)
+            stats["train/kl"] = float(masked_mean(kl.detach(), mask))
+            if rl.kl_mode == "loss":
+                loss = loss + float(rl.kl_coef) * (kl * mask).sum() / num_tokens
+        if self.critic is not None:
+            values = completion_slice(self.critic(rows["input_ids"], rows["attention_mask"], rows["position_ids"]),
+                                      prompt_width, rows["tokens"].shape[1])
+            critic_loss, value_clip = value_loss(values, rows["old_values"], rows["returns"], mask,
+                                                 clip=float(rl.critic.value_clip), num_tokens=num_tokens,
+                                                 num_sequences=float(num_sequences))
+            loss = loss + critic_loss
+            stats.update({"train/value_loss": critic_loss.item(), "train/value_clip_fraction": float(value_clip)})
+        return loss, stats
+
+    def training_step(self, batch_indices: list[int], batch_idx: int) -> None:
+        problems = [self.problems[int(i)] for i in batch_indices]
+        started = time.perf_counter()
+        batch, metrics = self._score(problems)
+        metrics["timing/generate"] = time.perf_counter() - started - metrics["timing/score"]
+        started = time.perf_counter()
+        metrics.update(self._update(batch))
+        metrics["timing/update"] = time.perf_counter() - started
+        metrics["train/rl_step"] = float(batch_idx + 1)
+        self.history.append(metrics)
+        size = len(batch_indices)
+        self.log_dict({k: v for k, v in metrics.items() if v == v}, on_step=True, prog_bar=False, batch_size=size)
+        self.log("reward", metrics["reward/total"], prog_bar=True, batch_size=size)
+
+    # ---------------------------------------------------------------- validation
+    def validation_step(self, batch_indices: list[int], batch_idx: int) -> None:
+        problems = [self.val_problems[int(i)] for i in batch_indices]
+        values, _ = evaluate(self.policy, self.tokenizer, problems, [self.render(p.question) for p in problems],
+                             int(self.rl.max_new_tokens), self.val_batch_size, desc="validate")
+        self.log("val/accuracy", values["accuracy"], prog_bar=True, batch_size=len(problems))
+        self.log("val/ece", values["ece"], batch_size=len(problems))
+        self.policy.train()

@@ -1,0 +1,107 @@
+"""``stage=ccrl`` and ``stage=rl``: RL from an SFT checkpoint of the same model.
+
+- ``ccrl`` (method ``comt_ccrl``) starts from the CoMT-SFT checkpoint with the configured reward
+  (``reward=ccrl`` by default: outcome plus calibrated step confidence).
+- ``rl`` (method ``cot_sft_rl``, the paper's standard baseline) starts from the CoT-SFT checkpoint with
+  ``baseline_reward`` (``reward@baseline_reward=outcome_only`` by default: the outcome reward only).
+
+The config is validated before any model loads. The policy is trained by `cmt.modules.rl.RLModule` and
+saved where ``stage=eval`` looks for the method.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader
+
+from cmt.data.prompts import render_prompt
+from cmt.data.suite import train_problems
+from cmt.models import load_model, save_model
+from cmt.modules.rl import Critic, RLModule
+from cmt.rl.config import validate_rl_config
+from cmt.stages.common import StageContext, checkpoint_dir, method, require_checkpoint
+from cmt.stages.sft import build_trainer
+
+
+def step_indices(n_problems: int, steps: int, per_step: int, seed: int) -> list[int]:
+    """``steps * per_step`` problem indices: shuffled passes over the problems, as many as needed."""
+    rng = random.Random(seed)
+    indices: list[int] = []
+    while len(indices) < steps * per_step:
+        order = list(range(n_problems))
+        rng.shuffle(order)
+        indices += order
+    return indices[:steps * per_step]
+
+
+def build_critic(cfg, checkpoint) -> Critic:
+    """A critic initialised from the same checkpoint as the policy (its own LoRA adapters for LoRA models)."""
+    trunk_model, _ = load_model(cfg.model, checkpoint)
+    trunk = trunk_model.get_base_model() if hasattr(trunk_model, "get_base_model") else trunk_model
+    return Critic(trunk.model, trunk.config.hidden_size).train()
+
+
+def run(ctx: StageContext, method_name: str) -> dict[str, float]:
+    """Train ``method_name`` (``comt_ccrl`` or ``cot_sft_rl``) by RL and save it."""
+    cfg = ctx.cfg
+    reward_cfg = cfg.baseline_reward if method_name == "cot_sft_rl" else cfg.reward
+    reward = validate_rl_config(cfg.rl, reward_cfg)
+    spec = method(method_name)
+    parent = require_checkpoint(cfg, spec.parent)
+    problems = train_problems(cfg.benchmark, cfg.teach.n)
+    n_val = min(int(cfg.rl.val_n), len(problems) // 5)
+    val_problems, train = problems[:n_val], problems[n_val:]
+
+    policy, tokenizer = load_model(cfg.model, parent)
+    lora = bool(cfg.model.lora.enabled) or hasattr(policy, "disable_adapter")
+    reference = None
+    if float(cfg.rl.kl_coef) > 0 and not lora:
+        reference = copy.deepcopy(policy).eval().requires_grad_(False)
+    critic = build_critic(cfg, parent) if cfg.rl.advantage == "gae" else None
+    critic_optimizer = None
+    if critic is not None:
+        critic_optimizer = instantiate(OmegaConf.merge(cfg.rl.optimizer, {"lr": cfg.rl.critic.lr}))
+
+    def render(question: str) -> str:
+        return render_prompt(question, cfg.prompt.template, tokenizer, cfg.prompt.use_chat_template)
+
+    module = RLModule(policy, tokenizer, train, val_problems, render, cfg.rl, reward, instantiate(cfg.rl.optimizer),
+                      reference=reference, critic=critic, critic_optimizer=critic_optimizer,
+                      val_batch_size=int(cfg.eval.batch_size))
+    steps, per_step = int(cfg.rl.steps), int(cfg.rl.prompts_per_step)
+    train_loader = DataLoader(step_indices(len(train), steps, per_step, cfg.seed), batch_size=per_step,
+                              collate_fn=list)
+    val_loader = DataLoader(list(range(len(val_problems))), batch_size=len(val_problems) or 1, collate_fn=list)
+    # Gradients are clipped by the module (manual optimisation), at rl.max_grad_norm.
+    trainer = build_trainer(ctx, max_epochs=1, val_check_interval=min(int(cfg.rl.val_interval), steps),
+                            limit_val_batches=1.0 if val_problems else 0, check_val_every_n_epoch=None,
+                            gradient_clip_val=None)
+    print(f"{method_name}: {steps} RL steps of {per_step} prompts x {cfg.rl.group_size} rollouts "
+          f"({cfg.rl.name}, reward {reward_cfg.name}) from {parent}")
+    policy.train()
+    started = time.perf_counter()
+    trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
+    train_time = time.perf_counter() - started
+    out = checkpoint_dir(cfg, method_name)
+    save_model(module.policy, tokenizer, out)
+    ctx.save_config(out.parent)
+    rollout_tokens = sum(h["train/completion_length"] for h in module.history) * per_step * int(cfg.rl.group_size)
+    ctx.training[method_name] = {"train_time_s": train_time, "train_tokens": rollout_tokens}
+    first, last = module.history[0], module.history[-1]
+    window = max(1, len(module.history) // 4)
+    early = sum(h["reward/total"] for h in module.history[:window]) / window
+    late = sum(h["reward/total"] for h in module.history[-window:]) / window
+    print(f"{method_name}: mean reward {early:.3f} (first {window} steps) -> {late:.3f} (last {window}); "
+          f"saved to {out} ({train_time:.0f} s)")
+    metrics = {f"{method_name}/{k.replace('/', '_')}": float(v) for k, v in trainer.callback_metrics.items()
+               if torch.is_tensor(v) or isinstance(v, float)}
+    metrics.update({f"{method_name}/reward_early": early, f"{method_name}/reward_late": late,
+                    f"{method_name}/accuracy_first_step": first["train/accuracy"],
+                    f"{method_name}/train_time_s": train_time})
+    return metrics

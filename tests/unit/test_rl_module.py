@@ -1,0 +1,75 @@
+"""Two RL steps on the real tiny model: the policy moves, the reference and old log-probs do not."""
+
+import copy
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader
+
+from cmt.data.prompts import render_prompt
+from cmt.data.synthetic import generate
+from cmt.modules.rl import Critic, RLModule
+from cmt.rl.config import validate_rl_config
+
+from tests.conftest import CONF
+
+
+def _rl_config(name: str, **overrides):
+    rl = OmegaConf.load(CONF / "rl" / f"{name}.yaml")
+    rl.max_new_tokens = 16
+    rl.val_n = 4
+    rl.max_grad_norm = 1.0
+    for key, value in {"prompts_per_step": 2, "group_size": 2, "mini_batch_size": 2, "micro_batch_size": 1,
+                       "steps": 2, **overrides}.items():
+        OmegaConf.update(rl, key, value)
+    return rl
+
+
+def _train(model, tokenizer, rl, reference=None, critic=None):
+    reward = validate_rl_config(rl, OmegaConf.load(CONF / "reward" / "ccrl.yaml"))
+    problems = generate("train", 8, seed=0)
+    module = RLModule(model, tokenizer, problems, [], lambda q: render_prompt(q, "Question: {question}\nAnswer:"),
+                      rl, reward, lambda params: torch.optim.AdamW(params, lr=1e-3), reference=reference,
+                      critic=critic, critic_optimizer=(lambda params: torch.optim.AdamW(params, lr=1e-3)),
+                      val_batch_size=4)
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=0, accelerator="cpu")
+    trainer.fit(module, DataLoader([0, 1, 2, 3], batch_size=2, collate_fn=list))
+    return module
+
+
+@pytest.mark.parametrize("algorithm", ["grpo", "ppo"])
+def test_two_steps_change_the_policy_and_leave_the_reference_frozen(tiny, algorithm):
+    model, tokenizer = tiny
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    reference = copy.deepcopy(model).eval().requires_grad_(False)
+    reference_before = {name: p.detach().clone() for name, p in reference.named_parameters()}
+    critic = Critic(copy.deepcopy(model).model, model.config.hidden_size) if algorithm == "ppo" else None
+    module = _train(model, tokenizer, _rl_config(algorithm, kl_coef=0.05), reference=reference, critic=critic)
+    assert len(module.history) == 2
+    moved = [name for name, p in model.named_parameters() if not torch.equal(before[name], p)]
+    assert len(moved) == len(before)
+    assert all(torch.equal(reference_before[name], p) for name, p in reference.named_parameters())
+    for metrics in module.history:
+        assert {"reward/total", "reward/outcome", "reward/calibration", "train/kl", "train/entropy",
+                "train/clip_fraction", "timing/generate", "timing/score", "timing/update"} <= set(metrics)
+        assert 0.0 <= metrics["train/truncation_rate"] <= 1.0
+    if algorithm == "ppo":
+        assert "train/value_loss" in module.history[-1]
+
+
+def test_sampled_logprobs_are_the_policys_own_so_the_first_ratio_is_one(tiny):
+    model, tokenizer = tiny
+    rl = _rl_config("grpo", kl_coef=0.0)
+    reward = validate_rl_config(rl, OmegaConf.load(CONF / "reward" / "ccrl.yaml"))
+    module = RLModule(model, tokenizer, generate("train", 4, seed=1), [],
+                      lambda q: render_prompt(q, "Question: {question}\nAnswer:"), rl, reward,
+                      lambda params: torch.optim.AdamW(params, lr=1e-3))
+    batch, _ = module._score(module.problems[:2])
+    rows = batch.rows(torch.arange(batch.tokens.shape[0]))
+    with torch.no_grad():
+        recomputed, _ = module._forward(model, rows, batch.prompt_width)
+    mask = batch.mask.bool()
+    torch.testing.assert_close(recomputed[mask], rows["old_logprobs"][mask], atol=2e-4, rtol=0)
