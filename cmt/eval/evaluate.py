@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 from tqdm.auto import tqdm
 
-from cmt.data.answers import extract_flexible, extract_strict, is_correct
+from cmt.data.answers import DEFAULT_ABS_TOL, DEFAULT_REL_TOL, extract_flexible, extract_strict, is_correct
 from cmt.data.problem import Problem
 from cmt.eval.calibration import brier_score, expected_calibration_error, overconfident_error_rate
 from cmt.generation import decode_with_offsets, left_pad, sample, tokens_in_span
@@ -88,15 +88,24 @@ def answer_confidence(tokenizer, completion: Completion, answer: str | None) -> 
 
 
 def score(problems: Sequence[Problem], completions: Sequence[Completion], tokenizer,
-          rel_tol: float = 1e-4) -> list[Scored]:
-    """Extract and check each completion's answer."""
+          rel_tol: float | None = None, answer_type: str = "number") -> list[Scored]:
+    """Extract and check each completion's answer.
+
+    Each problem is checked under its own ``meta["answer_type"]``, ``meta["choices"]`` and
+    ``meta["rel_tol"]``/``meta["abs_tol"]`` (set by its loader or by :mod:`cmt.data.suite` from the
+    benchmark config), else under ``answer_type`` and ``rel_tol`` (None: the defaults of cmt.data.answers).
+    """
     scored = []
     for problem, completion in zip(problems, completions, strict=True):
-        flexible, strict = extract_flexible(completion.text), extract_strict(completion.text)
+        kind, choices = problem.meta.get("answer_type", answer_type), problem.meta.get("choices")
+        tolerance = {"rel_tol": problem.meta.get("rel_tol", DEFAULT_REL_TOL if rel_tol is None else rel_tol),
+                     "abs_tol": problem.meta.get("abs_tol", DEFAULT_ABS_TOL)}
+        flexible = extract_flexible(completion.text, kind, choices)
+        strict = extract_strict(completion.text, kind, choices)
         scored.append(Scored(
             id=problem.id, gold=problem.gold, output=completion.text, predicted=flexible,
-            predicted_strict=strict, correct=is_correct(flexible, problem.gold, rel_tol),
-            correct_strict=is_correct(strict, problem.gold, rel_tol),
+            predicted_strict=strict, correct=is_correct(flexible, problem.gold, kind, choices=choices, **tolerance),
+            correct_strict=is_correct(strict, problem.gold, kind, choices=choices, **tolerance),
             confidence=answer_confidence(tokenizer, completion, flexible),
             output_tokens=len(completion.token_ids), truncated=not completion.finished,
         ))
