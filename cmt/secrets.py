@@ -11,14 +11,15 @@ import os
 import re
 from typing import Any
 
-SECRET_NAME = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.IGNORECASE)
-# Names that look secret but hold none: the name of the variable that holds the key.
-_NOT_SECRET = re.compile(r"(_env|_var|_name|max_.*tokens?|tokens?_.*|.*_tokens?)$", re.IGNORECASE)
+# Names whose value is a secret: they end in a key, token, secret or password word (HF_TOKEN, api_key,
+# WANDB_API_KEY), unlike counts (max_new_tokens), tokenizers, or the name of a variable (api_key_env).
+SECRET_NAME = re.compile(r"(api[_-]?key|access[_-]?key|secret([_-]?key)?|token|password|passwd|credentials?)$",
+                         re.IGNORECASE)
 REDACTED = "***"
 
 
 def _is_secret_key(key: str) -> bool:
-    return bool(SECRET_NAME.search(key)) and not _NOT_SECRET.search(key)
+    return bool(SECRET_NAME.search(key))
 
 
 def secret_values() -> set[str]:
