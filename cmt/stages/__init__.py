@@ -68,11 +68,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
         _close(logger)
 
 
-def optimized_metric(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
-    """The value a sweep optimises: ``cfg.optimized_metric`` looked up in the stage's metrics."""
+def optimized_metric(cfg: DictConfig, metrics: dict[str, float]) -> float | dict[str, float]:
+    """The value a sweep optimises: ``cfg.optimized_metric`` looked up in the stage's metrics, or every
+    metric when it is null (multi-objective searches pick theirs by name)."""
     key = cfg.get("optimized_metric")
     if not key:
-        return None
+        return metrics
     if key not in metrics:
         raise KeyError(f"optimized_metric={key} is not among this stage's metrics: {', '.join(sorted(metrics))}")
     return metrics[key]
