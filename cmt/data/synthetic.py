@@ -134,33 +134,41 @@ def _lose(s: ProgramState) -> str | None:
     return f"{s.pronoun} loses {lost} {s.items}."
 
 
-def _buy(s: ProgramState) -> str:
+def _grouped(s: ProgramState, name: str, label: str, result: str, op: str) -> tuple[int, int, str] | None:
+    """The grouped events: ``name = groups * per_group`` (the items ``label``), then added to (or taken
+    from) the quantity, which becomes ``result``.
+
+    Returns (groups, per_group, container plural) for the story sentence, or None when taking away more
+    than the person has.
+    """
     groups, per_group = s.draw("groups"), s.draw("per_group")
+    if op == "-" and groups * per_group >= s.value:
+        return None
     one, many = s.container()
-    bought = s.step("bought", "*", groups, per_group,
-                    f"Multiply the {many} by the {s.items} in each {one} to get the {s.items} bought.")
-    s.value = s.step("total", "+", s.value, bought, f"Add the {s.items} bought to the {s.items} {s.person} had.")
+    moved = s.step(name, "*", groups, per_group,
+                   f"Multiply the {many} by the {s.items} in each {one} to get the {s.items} {label}.")
+    combine = (f"Add the {s.items} {label} to the {s.items} {s.person} had." if op == "+"
+               else f"Subtract the {s.items} {label} from the {s.items} {s.person} had.")
+    s.value = s.step(result, op, s.value, moved, combine)
+    return groups, per_group, many
+
+
+def _buy(s: ProgramState) -> str:
+    groups, per_group, many = _grouped(s, "bought", "bought", "total", "+")
     return f"{s.pronoun} buys {groups} {many} with {per_group} {s.items} in each."
 
 
 def _receive(s: ProgramState) -> str:
-    groups, per_group = s.draw("groups"), s.draw("per_group")
-    one, many = s.container()
-    got = s.step("got", "*", groups, per_group,
-                 f"Multiply the {many} by the {s.items} in each {one} to get the {s.items} received.")
-    s.value = s.step("total", "+", s.value, got, f"Add the {s.items} received to the {s.items} {s.person} had.")
+    groups, per_group, many = _grouped(s, "got", "received", "total", "+")
     return f"{s.friend} gives {s.person} {groups} {many} of {per_group} {s.items} each."
 
 
 # Event kinds that never appear in training problems: the ``ood_templates`` split.
 def _sell(s: ProgramState) -> str | None:
-    groups, per_group = s.draw("groups"), s.draw("per_group")
-    if groups * per_group >= s.value:
+    drawn = _grouped(s, "sold", "sold", "left", "-")
+    if drawn is None:
         return None
-    one, many = s.container()
-    sold = s.step("sold", "*", groups, per_group,
-                  f"Multiply the {many} by the {s.items} in each {one} to get the {s.items} sold.")
-    s.value = s.step("left", "-", s.value, sold, f"Subtract the {s.items} sold from the {s.items} {s.person} had.")
+    groups, per_group, many = drawn
     return f"{s.pronoun} sells {groups} {many} with {per_group} {s.items} in each."
 
 
