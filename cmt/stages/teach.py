@@ -23,6 +23,7 @@ from typing import Any
 
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from transformers import AutoTokenizer
 
 from cmt.data.problem import Problem
 from cmt.data.suite import train_problems
@@ -54,7 +55,7 @@ def _ask_chat_teacher(teacher: ChatTeacher, problems: Sequence[Problem], kinds: 
     if n > 1 and not fingerprint.get("temperature"):
         raise ValueError(f"teach.n_samples={n} needs teacher.temperature>0 (greedy decoding repeats one answer)")
     requests = {kind: [build_request(fingerprint, prompts, kind, p.question, n) for p in problems] for kind in kinds}
-    meta = {r.key: {"id": p.id, "kind": kind} for kind in kinds for p, r in zip(problems, requests[kind])}
+    meta = {r.key: {"id": p.id, "kind": kind} for kind in kinds for p, r in zip(problems, requests[kind], strict=True)}
     with ResponseCache(cache_path(cache_dir, fingerprint)) as cache:
         if cache.dropped:
             print(f"teach: dropped a torn last line ({cache.dropped} bytes) of {cache.path}")
@@ -69,7 +70,7 @@ def _ask_chat_teacher(teacher: ChatTeacher, problems: Sequence[Problem], kinds: 
         gathered[kind] = []
         for request in requests[kind]:
             result = got.results.get(request.key)
-            samples = [Sample(t, f) for t, f in zip(result.texts, result.finish_reasons)] if result else []
+            samples = [Sample(t, f) for t, f in zip(result.texts, result.finish_reasons, strict=True)] if result else []
             gathered[kind].append((samples, n - len(samples)))
     stats = {"cache": str(cache.path), "cache_hits": got.hits, "requests": got.asked,
              "failed_requests": len(got.failures), "first_failure": next(iter(got.failures.values()), None)}
@@ -86,8 +87,6 @@ def _ask_trace_teacher(teacher: Any, problems: Sequence[Problem], kinds: Sequenc
 
 def _token_counter(cfg) -> tuple[Callable[[str], int], str]:
     """Counts target tokens with the student's tokenizer when it is on disk, else words; returns the unit."""
-    from transformers import AutoTokenizer
-
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolve_source(cfg.model), local_files_only=True)
     except (ModelNotFoundError, OSError, ValueError):
@@ -144,7 +143,7 @@ def run(ctx: StageContext) -> dict[str, float]:
         hashed = prompt_hash(prompts, kind) if chat else None
         records = [{"id": p.id, "question": p.question, "target": target, "kind": kind, "teacher": teacher.name,
                     "prompt_hash": hashed}
-                   for p, (samples, missing) in zip(problems, gathered[kind])
+                   for p, (samples, missing) in zip(problems, gathered[kind], strict=True)
                    for target in selector.select(p, samples, missing)]
         path = training_set_path(cfg, kind)
         write_jsonl(path, records)
