@@ -108,7 +108,11 @@ class SFTDataModule(pl.LightningDataModule):
         return collate(batch, self.pad_id)
 
     def train_dataloader(self) -> DataLoader:
-        sampler = LengthGroupedSampler([len(e.input_ids) for e in self.train], self.batch_size, self.seed)
+        # Imported here: cmt.data.distributed builds on this module.
+        from cmt.data.distributed import length_grouped_sampler
+
+        sampler = length_grouped_sampler([len(e.input_ids) for e in self.train], self.batch_size, self.seed,
+                                         self.trainer)
         return DataLoader(self.train, batch_sampler=sampler, collate_fn=self._collate)
 
     def val_dataloader(self) -> DataLoader:

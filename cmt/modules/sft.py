@@ -45,8 +45,10 @@ class SFTModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self(batch)
-        tokens = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
-        self.target_tokens += tokens
+        tokens = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
+        if self.trainer.world_size > 1:
+            tokens = self.trainer.strategy.reduce(tokens, reduce_op="sum")
+        self.target_tokens += int(tokens)
         elapsed = max(time.perf_counter() - self._started, 1e-9)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
         self.log("train/target_tokens", float(self.target_tokens))

@@ -1,21 +1,26 @@
 """The stages a job can run (``stage=NAME``) and the task wrapper around them.
 
 Every stage is ``run(ctx) -> dict[str, float]``; `run` below builds the context (seeded, with a logger),
-dispatches on ``cfg.stage.name``, and always closes the logger and the W&B run in a ``finally``, so one
-failing job of a multirun never leaves a run open for the next job to share.
+dispatches on ``cfg.stage.name``, records a failing job in ``<results>/failures.jsonl`` (Hydra's launchers
+run the other jobs of a multirun and report the failure at the end), and always closes the logger and the
+W&B run in a ``finally``, so a failing job never leaves a run open for the next job to share.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import uuid
 import warnings
+from datetime import datetime, timezone
+from pathlib import Path
 from collections.abc import Callable
 from functools import partial
 
 from omegaconf import DictConfig
 
 from cmt.logging import build_logger
+from cmt.results.store import append_rows
 from cmt.stages import evaluate, pipeline, pretrain, rl, sft, teach
 from cmt.stages.common import StageContext, seed_everything
 
@@ -52,6 +57,22 @@ def _close(logger) -> None:
         experiment.finish()
 
 
+def _record_failure(ctx: StageContext, error: BaseException) -> None:
+    """Append the failed job (its overrides, folder and one-line error) to ``<results>/failures.jsonl``."""
+    from hydra.core.hydra_config import HydraConfig
+
+    cfg = ctx.cfg
+    try:
+        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+        row = {**ctx.row_identity(), "stage": cfg.stage.name, "overrides": overrides,
+               "output_dir": str(cfg.paths.output_dir), "error_type": type(error).__name__,
+               "error": (str(error).splitlines() or [""])[0][:500],
+               "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        append_rows(Path(cfg.paths.results) / "failures.jsonl", [row])
+    except Exception as record_error:  # never mask the job's own error
+        print(f"could not record the failure in {cfg.paths.results}: {record_error}", file=sys.stderr)
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     """Run the stage ``cfg.stage.name``; returns its metrics (the optimised value for sweeps is picked
     by `optimized_metric`)."""
@@ -64,6 +85,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     ctx = StageContext(cfg=cfg, logger=logger, run_id=uuid.uuid4().hex[:12])
     try:
         return RUNNERS[name](ctx)
+    except Exception as error:
+        _record_failure(ctx, error)
+        raise
     finally:
         _close(logger)
 

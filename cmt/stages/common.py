@@ -3,7 +3,7 @@
 Artifacts live in folders derived from the config, so a stage finds its input without the user passing
 paths (``stage=comt_sft`` after ``stage=teach``, ``stage=ccrl`` after ``stage=comt_sft``):
 
-    <artifacts>/<tag>/data/<benchmark>/<teacher>/{comt,cot}.jsonl     training sets (stage=teach)
+    <artifacts>/<tag>/data/<benchmark>/<teacher>/seed<seed>/{comt,cot}.jsonl   training sets (stage=teach)
     <artifacts>/<tag>/<model>/seed<seed>/<method>/model/              checkpoints (training stages)
 """
 
@@ -72,7 +72,8 @@ def checkpoint_dir(cfg: DictConfig, method_name: str) -> Path:
 
 def training_set_path(cfg: DictConfig, trace: str) -> Path:
     """Where ``stage=teach`` writes the training set of one trace kind (``comt`` or ``cot``)."""
-    return Path(cfg.paths.artifacts) / str(cfg.tag) / "data" / str(cfg.benchmark.name) / str(cfg.teacher.name) / f"{trace}.jsonl"
+    return (Path(cfg.paths.artifacts) / str(cfg.tag) / "data" / str(cfg.benchmark.name) / str(cfg.teacher.name)
+            / f"seed{cfg.seed}" / f"{trace}.jsonl")
 
 
 def require_checkpoint(cfg: DictConfig, method_name: str) -> Path | None:

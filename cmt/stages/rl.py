@@ -81,7 +81,7 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
     # Gradients are clipped by the module (manual optimisation), at rl.max_grad_norm.
     trainer = build_trainer(ctx, max_epochs=1, val_check_interval=min(int(cfg.rl.val_interval), steps),
                             limit_val_batches=1.0 if val_problems else 0, check_val_every_n_epoch=None,
-                            gradient_clip_val=None)
+                            gradient_clip_val=None, strategy="auto", devices=1)
     print(f"{method_name}: {steps} RL steps of {per_step} prompts x {cfg.rl.group_size} rollouts "
           f"({cfg.rl.name}, reward {reward_cfg.name}) from {parent}")
     policy.train()

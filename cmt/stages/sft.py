@@ -33,6 +33,9 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
         raise MissingInputError(f"no {spec.trace} training set at {data_path}; run `python run.py stage=teach` "
                                 "with the same benchmark and teacher first (or stage=pipeline)")
     records = read_jsonl(data_path)
+    if not records:
+        raise ValueError(f"{data_path} has no training examples (the teacher's outputs were all filtered: see "
+                         f"report.json beside it); fix the teacher or its filters and rerun stage=teach")
     model, tokenizer = load_model(cfg.model)
     prompts = [render_prompt(r["question"], cfg.prompt.template, tokenizer, cfg.prompt.use_chat_template)
                for r in records]

@@ -43,4 +43,4 @@ def test_write_jsonl_replaces_the_file_whole(tmp_path):
     write_jsonl(path, [{"x": 1}])
     write_jsonl(path, [{"x": 2}, {"x": 3}])
     assert read_jsonl(path) == [{"x": 2}, {"x": 3}]
-    assert not list(tmp_path.glob("*.tmp"))
+    assert [p.name for p in tmp_path.iterdir()] == ["data.jsonl"]
