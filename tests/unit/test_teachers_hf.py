@@ -4,8 +4,6 @@ import shutil
 
 import httpx
 import pytest
-import torch
-from transformers import Qwen2ForCausalLM
 
 from cmt.data.synthetic import load
 from cmt.models import ModelNotFoundError, bundled_path
@@ -15,26 +13,13 @@ from cmt.teachers.chat import ChatRequest
 from cmt.teachers.filters import REASONS
 from cmt.teachers.hf import HFTeacher
 from cmt.teachers.openai import OpenAITeacher
-from cmt.teachers.rule import RuleTeacher
 from cmt.teachers.serve import launch
-from cmt.tiny import architecture, train_tokenizer
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """The bundled tiny model, or (until it is built) a random model of the same recipe, a few MB."""
-    if (bundled_path("tiny") / "config.json").is_file():
-        return str(bundled_path("tiny"))
-    problems = load("train", 200)
-    texts = [p.question for p in problems] + [t for k in ("comt", "cot") for t in RuleTeacher().write(problems, k)]
-    tokenizer = train_tokenizer(texts, vocab_size=400)
-    torch.manual_seed(0)
-    model = Qwen2ForCausalLM(architecture(tokenizer, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
-                                          intermediate_size=128, max_positions=512))
-    folder = tmp_path_factory.mktemp("tiny")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+def model_dir():
+    """The bundled tiny model's folder."""
+    return str(bundled_path("tiny"))
 
 
 def chats(count, n=1):
