@@ -31,14 +31,24 @@ def _drill(rng: random.Random) -> str:
 
 
 def _operands(rng: random.Random, op: str) -> tuple[int, int, int]:
-    """Operands and result of one drill operation, over small and large numbers alike."""
-    hi = rng.choice([60, 60, 1200])
+    """Operands and result of one drill operation.
+
+    Four in five draws come from the range the training problems live in (a running total up to 100 and
+    an amount up to 30, single-digit tables, doubling), so that the facts a small model needs are seen
+    often enough to be learnt; the rest cover the large numbers of the ``ood_numbers`` split.
+    """
+    small = rng.random() < 0.8
     if op == "*":
-        a, b = rng.randint(2, 9 if hi == 60 else 60), rng.randint(2, 9)
+        if small:
+            a, b = (rng.randint(2, 100), 2) if rng.random() < 0.2 else (rng.randint(2, 9), rng.randint(2, 9))
+        else:
+            a, b = rng.randint(10, 60), rng.randint(2, 9)
         a, b = (b, a) if rng.random() < 0.5 else (a, b)
     else:
-        a, b = rng.randint(2, hi), rng.randint(2, hi)
+        a, b = (rng.randint(2, 100), rng.randint(2, 30)) if small else (rng.randint(100, 1200), rng.randint(2, 400))
         if op == "-" and b > a:
+            a, b = b, a
+        elif op == "+" and rng.random() < 0.5:
             a, b = b, a
     return a, b, {"+": a + b, "-": a - b, "*": a * b}[op]
 
@@ -64,7 +74,7 @@ def _story(rng: random.Random) -> str:
     names = synthetic.NAMES[pool]
     (person, pronoun), (friend, _) = rng.sample(names, 2)
     items = rng.choice(synthetic.ITEMS[pool])
-    scale = synthetic.SCALES[rng.choice(["small", "small", "large"])]
+    scale = synthetic.SCALES["small" if rng.random() < 0.85 else "large"]
     state = synthetic.ProgramState(rng, person, pronoun, friend, items, scale,
                              value=rng.randint(*scale["start"]), steps=[])
     sentences = [f"{person} has {state.value} {items}."]
