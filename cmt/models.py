@@ -15,13 +15,20 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from cmt.errors import CmtError
 
 BUNDLED_PREFIX = "bundled:"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-class ModelNotFoundError(FileNotFoundError):
+class ModelNotFoundError(CmtError, FileNotFoundError):
     """A model could not be loaded from where the config points; the message says how to fix it."""
 
 

@@ -21,8 +21,13 @@ from dataclasses import dataclass, field
 import torch
 
 from cmt.data.problem import Problem
-from cmt.rewards.calibration import (CALIBRATION_SCORES, STEP_AGGREGATIONS, calibration_step_term,
-                                     calibration_term)
+from cmt.errors import ConfigError
+from cmt.rewards.calibration import (
+    CALIBRATION_SCORES,
+    STEP_AGGREGATIONS,
+    calibration_step_term,
+    calibration_term,
+)
 from cmt.rewards.confidence import CONFIDENCE_KINDS
 from cmt.rewards.correctness import CORRECTNESS_MODES
 from cmt.rewards.outcome import format_term, outcome_term
@@ -70,23 +75,23 @@ class RewardConfig:
         """
         weights_node = node.get("weights")
         if not isinstance(weights_node, Mapping) or not weights_node:
-            raise ValueError(f"reward.weights={weights_node!r}: must map term names ({', '.join(TERMS)}) to weights")
+            raise ConfigError(f"reward.weights={weights_node!r}: must map term names ({', '.join(TERMS)}) to weights")
         weights = {}
         for name, weight in weights_node.items():
             if name not in TERMS:
-                raise ValueError(f"reward.weights.{name}: unknown reward term; choose from {', '.join(TERMS)}")
+                raise ConfigError(f"reward.weights.{name}: unknown reward term; choose from {', '.join(TERMS)}")
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
-                raise ValueError(f"reward.weights.{name}={weight!r}: must be a finite number")
+                raise ConfigError(f"reward.weights.{name}={weight!r}: must be a finite number")
             weights[str(name)] = float(weight)
         settings = {}
         for key, allowed in _CHOICES.items():
             value = node.get(key, getattr(cls, key))
             if value not in allowed:
-                raise ValueError(f"reward.{key}={value!r}: choose one of {', '.join(allowed)}")
+                raise ConfigError(f"reward.{key}={value!r}: choose one of {', '.join(allowed)}")
             settings[key] = value
         log_eps = node.get("log_eps", cls.log_eps)
         if isinstance(log_eps, bool) or not isinstance(log_eps, (int, float)) or not 0.0 < log_eps < 0.5:
-            raise ValueError(f"reward.log_eps={log_eps!r}: must be a number in (0, 0.5)")
+            raise ConfigError(f"reward.log_eps={log_eps!r}: must be a number in (0, 0.5)")
         return cls(weights=weights, log_eps=float(log_eps), **settings)
 
     def term_settings(self) -> dict:

@@ -10,6 +10,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from cmt.errors import ConfigError
 from cmt.rewards.combine import RewardConfig
 from cmt.rl.advantages import ESTIMATORS, GROUP_SCALES
 from cmt.rl.losses import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
@@ -23,21 +24,21 @@ def _get(node: Mapping, path: str) -> Any:
     for key in path.split("."):
         value = value.get(key, _MISSING) if isinstance(value, Mapping) else _MISSING
         if value is _MISSING:
-            raise ValueError(f"rl.{path} is missing")
+            raise ConfigError(f"rl.{path} is missing")
     return value
 
 
 def _choice(node: Mapping, path: str, allowed) -> str:
     value = _get(node, path)
     if value not in allowed:
-        raise ValueError(f"rl.{path}={value!r}: choose one of {', '.join(allowed)}")
+        raise ConfigError(f"rl.{path}={value!r}: choose one of {', '.join(allowed)}")
     return value
 
 
 def _positive_int(node: Mapping, path: str) -> int:
     value = _get(node, path)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"rl.{path}={value!r}: must be an integer >= 1")
+        raise ConfigError(f"rl.{path}={value!r}: must be an integer >= 1")
     return value
 
 
@@ -48,7 +49,7 @@ def _number(node: Mapping, path: str, low: float, high: float, low_open: bool = 
             or not (low < value if low_open else low <= value) \
             or not (value < high if high_open else value <= high):
         interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        raise ValueError(f"rl.{path}={value!r}: must be a finite number in {interval}")
+        raise ConfigError(f"rl.{path}={value!r}: must be a finite number in {interval}")
     return float(value)
 
 
@@ -76,13 +77,13 @@ def validate_rl_config(rl_cfg: Mapping, reward_cfg: Mapping) -> RewardConfig:
              ("group_size", "prompts_per_step", "mini_batch_size", "micro_batch_size", "epochs", "max_new_tokens",
               "steps", "val_interval", "val_n")}
     if advantage == "grpo" and sizes["group_size"] < 2:
-        raise ValueError(f"rl.group_size={sizes['group_size']}: the grpo estimator needs groups of at least 2")
+        raise ConfigError(f"rl.group_size={sizes['group_size']}: the grpo estimator needs groups of at least 2")
     rollouts = sizes["prompts_per_step"] * sizes["group_size"]
     if rollouts % sizes["mini_batch_size"]:
-        raise ValueError(f"rl.mini_batch_size={sizes['mini_batch_size']}: must divide the {rollouts} rollouts per "
+        raise ConfigError(f"rl.mini_batch_size={sizes['mini_batch_size']}: must divide the {rollouts} rollouts per "
                          "step (rl.prompts_per_step * rl.group_size)")
     if sizes["mini_batch_size"] % sizes["micro_batch_size"]:
-        raise ValueError(f"rl.micro_batch_size={sizes['micro_batch_size']}: must divide "
+        raise ConfigError(f"rl.micro_batch_size={sizes['micro_batch_size']}: must divide "
                          f"rl.mini_batch_size={sizes['mini_batch_size']}")
     _number(rl_cfg, "kl_coef", 0.0, inf, high_open=True)
     _number(rl_cfg, "clip_low", 0.0, 1.0, low_open=True, high_open=True)
@@ -93,19 +94,19 @@ def validate_rl_config(rl_cfg: Mapping, reward_cfg: Mapping) -> RewardConfig:
     _number(rl_cfg, "max_grad_norm", 0.0, inf, low_open=True, high_open=True)
     _number(rl_cfg, "optimizer.lr", 0.0, inf, low_open=True, high_open=True)
     if not isinstance(_get(rl_cfg, "whiten_advantages"), bool):
-        raise ValueError(f"rl.whiten_advantages={_get(rl_cfg, 'whiten_advantages')!r}: must be true or false")
+        raise ConfigError(f"rl.whiten_advantages={_get(rl_cfg, 'whiten_advantages')!r}: must be true or false")
     if advantage == "gae":
         _number(rl_cfg, "critic.lr", 0.0, inf, low_open=True, high_open=True)
         _number(rl_cfg, "critic.value_clip", 0.0, inf, low_open=True, high_open=True)
     if _get(rl_cfg, "dynamic_sampling.enabled") is True:
         if sizes["group_size"] < 2:
-            raise ValueError(f"rl.group_size={sizes['group_size']}: dynamic sampling needs groups of at least 2")
+            raise ConfigError(f"rl.group_size={sizes['group_size']}: dynamic sampling needs groups of at least 2")
         _number(rl_cfg, "dynamic_sampling.tolerance", 0.0, inf, high_open=True)
     elif _get(rl_cfg, "dynamic_sampling.enabled") is not False:
-        raise ValueError(f"rl.dynamic_sampling.enabled={_get(rl_cfg, 'dynamic_sampling.enabled')!r}: "
+        raise ConfigError(f"rl.dynamic_sampling.enabled={_get(rl_cfg, 'dynamic_sampling.enabled')!r}: "
                          "must be true or false")
     reward = RewardConfig.from_mapping(reward_cfg)
     if reward.granularity == "step" and advantage != "gae":
-        raise ValueError(f"reward.granularity='step': per-token rewards need rl.advantage=gae, got {advantage!r} "
+        raise ConfigError(f"reward.granularity='step': per-token rewards need rl.advantage=gae, got {advantage!r} "
                          "(use granularity=sequence)")
     return reward

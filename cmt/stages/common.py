@@ -21,6 +21,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger
 
+from cmt.errors import CmtError
 from cmt.secrets import redact_config
 
 
@@ -50,7 +51,7 @@ METHODS = {
 }
 
 
-class MissingInputError(FileNotFoundError):
+class MissingInputError(CmtError, FileNotFoundError):
     """A stage's input is not there yet; the message names the command that produces it."""
 
 

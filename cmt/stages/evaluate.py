@@ -7,6 +7,7 @@ the run store, and print a table: rows the methods, columns the splits.
 
 from __future__ import annotations
 
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,8 +41,10 @@ def print_table(rows: list[dict], title: str) -> None:
             row = cells.get((name, split))
             values.append("" if row is None else f"{100 * row['accuracy']:.1f} ({100 * row['accuracy_strict']:.1f})")
         table.add_row(name, *values)
-    Console().print(table)
-    Console().print("accuracy % (strict accuracy %) per split; rows appended to the run store")
+    # Piped output (logs, CI) gets a wide table instead of Rich's 80-column truncation.
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    console.print(table)
+    console.print("accuracy % (strict accuracy %) per split; rows appended to the run store")
 
 
 def run(ctx: StageContext) -> dict[str, float]:

@@ -10,10 +10,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from cmt.errors import CmtError
+
 Messages = list[dict[str, str]]
 
 
-class TeacherError(RuntimeError):
+class TeacherError(CmtError, RuntimeError):
     """The teacher cannot work as configured (server unreachable, key rejected, model unknown ...).
 
     The message is one line that names what is wrong and how to fix it; it never contains a secret.

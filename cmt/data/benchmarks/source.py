@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from cmt.data.problem import Problem
+from cmt.errors import CmtError
 
 LOCAL_OVERRIDES = ("use local files instead: benchmark.path=FILE (in a suite: benchmark.suite.NAME.path=FILE) "
                    "or paths.data_dir=DIR laid out like ../shared/data/benchmarks")
 
 
-class BenchmarkSourceError(RuntimeError):
+class BenchmarkSourceError(CmtError, RuntimeError):
     """A benchmark's records cannot be read; the message says where and what to do instead."""
 
 
@@ -186,7 +187,8 @@ def records(benchmark: str, split: str, *, path: str | None = None, data_dir: st
         if split not in present:
             reason = f"{root / files[split]} not found" if split in files else f"no local file for split {split!r}"
             raise BenchmarkSourceError(f"{benchmark}: {reason} under paths.data_dir "
-                                       f"(splits with local files: {', '.join(present) or 'none'})")
+                                       f"(splits with local files: {', '.join(present) or 'none'}); evaluate one "
+                                       "of those, or use benchmark=paper_local for the paper's eight")
         return read_file(root / files[split])
     hub_splits = dict((hub or {}).get("splits") or {})
     if not hub or not hub.get("id") or split not in hub_splits:
