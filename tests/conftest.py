@@ -17,7 +17,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data" / "benchmarks"
 
 # Small enough for a test, large enough to exercise every code path.
 FAST = ["teach.n=64", "benchmark.eval_n=8", "sft.epochs=1", "sft.batch_size=16", "eval.max_new_tokens=24",
-        "logger=none"]
+        "rl.steps=2", "rl.val_n=4", "rl.val_interval=2", "rl.max_new_tokens=24", "logger=none"]
 
 
 def compose_config(overrides: list[str], tmp_path: Path) -> DictConfig:
@@ -49,6 +49,25 @@ def tiny():
     from cmt.models import load_model
 
     return load_model({"source": "bundled:tiny", "path": None, "dtype": "float32", "lora": {"enabled": False}})
+
+
+@pytest.fixture
+def echo_server():
+    """``start(*args, env=None) -> base_url``: OpenAI-compatible echo servers on 127.0.0.1 (``python -m
+    cmt.teachers.serve --echo``, with the given failure-injection arguments), stopped after the test."""
+    from cmt.teachers.serve import launch
+
+    processes = []
+
+    def start(*args, env=None):
+        process, base_url = launch(["--echo", *args], env=env)
+        processes.append(process)
+        return base_url
+
+    yield start
+    for process in processes:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 @pytest.fixture(autouse=True)

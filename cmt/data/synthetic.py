@@ -118,20 +118,22 @@ def _find(s: ProgramState) -> str:
     return f"{s.pronoun} finds {found} more {s.items}."
 
 
-def _give(s: ProgramState) -> str | None:
-    given = s.draw("amount")
-    if given >= s.value:
+def _take_away(s: ProgramState, thought: str, sentence: str) -> str | None:
+    """The events that take a drawn amount away (None when it is not less than what the person has)."""
+    amount = s.draw("amount")
+    if amount >= s.value:
         return None
-    s.value = s.step("left", "-", s.value, given, f"Subtract the {s.items} given to {s.friend}.")
-    return f"{s.pronoun} gives {given} {s.items} to {s.friend}."
+    s.value = s.step("left", "-", s.value, amount, thought)
+    return sentence.format(amount=amount)
+
+
+def _give(s: ProgramState) -> str | None:
+    return _take_away(s, f"Subtract the {s.items} given to {s.friend}.",
+                      f"{s.pronoun} gives {{amount}} {s.items} to {s.friend}.")
 
 
 def _lose(s: ProgramState) -> str | None:
-    lost = s.draw("amount")
-    if lost >= s.value:
-        return None
-    s.value = s.step("left", "-", s.value, lost, f"Subtract the {s.items} {s.person} lost.")
-    return f"{s.pronoun} loses {lost} {s.items}."
+    return _take_away(s, f"Subtract the {s.items} {s.person} lost.", f"{s.pronoun} loses {{amount}} {s.items}.")
 
 
 def _grouped(s: ProgramState, name: str, label: str, result: str, op: str) -> tuple[int, int, str] | None:

@@ -167,7 +167,7 @@ def failing_sweep(models, tmp_path_factory) -> tuple[Path, subprocess.CompletedP
 
 def test_a_failing_job_does_not_stop_the_jobs_after_it(failing_sweep):
     workdir, out = failing_sweep
-    data = workdir / "artifacts" / "default" / "data" / "synthetic" / "rule"
+    data = workdir / "artifacts" / "default" / "data" / "synthetic" / "rule" / "seed0"
     assert (data / "comt.jsonl").is_file() and (data / "cot.jsonl").is_file()
     # Hydra's basic sweeper re-raises the first failure once the batch is done: the sweep exits non-zero.
     assert out.returncode != 0
@@ -195,5 +195,6 @@ def test_joblib_launcher_runs_the_jobs_in_worker_processes(models, tmp_path):
                   f"model.path={models}/tiny")
     assert out.returncode == 0, out.stderr[-3000:]
     for seed in (0, 1):
-        assert (tmp_path / "artifacts" / f"seed{seed}" / "data" / "synthetic" / "rule" / "comt.jsonl").is_file()
+        assert (tmp_path / "artifacts" / f"seed{seed}" / "data" / "synthetic" / "rule" / f"seed{seed}"
+                / "comt.jsonl").is_file()
     assert "Joblib" in out.stdout + out.stderr

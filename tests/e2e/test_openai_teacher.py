@@ -18,7 +18,6 @@ import pytest
 from cmt.data.suite import train_problems
 from cmt.teachers.filters import REASONS
 from cmt.teachers.prompts import render_messages
-from cmt.teachers.serve import launch
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -27,20 +26,9 @@ KEY = "sk-e2e-secret-7f3a9c1d5e"
 
 
 @pytest.fixture
-def server():
-    """``start(*args) -> base_url``: echo servers that require ``$TEACHER_KEY``, stopped after the test."""
-    processes = []
-
-    def start(*args):
-        process, base_url = launch(["--echo", "--api-key-env", "TEACHER_KEY", *args],
-                                   env={**os.environ, "TEACHER_KEY": KEY})
-        processes.append(process)
-        return base_url
-
-    yield start
-    for process in processes:
-        process.terminate()
-        process.wait(timeout=10)
+def server(echo_server):
+    """``start(*args) -> base_url``: echo servers that require ``$TEACHER_KEY``."""
+    return lambda *args: echo_server("--api-key-env", "TEACHER_KEY", *args, env={**os.environ, "TEACHER_KEY": KEY})
 
 
 def command(tmp_path, base_url, n, *overrides):
@@ -70,7 +58,7 @@ def read_lines(path):
 
 
 def data_folder(tmp_path):
-    return tmp_path / "artifacts" / "default" / "data" / "synthetic" / "openai"
+    return tmp_path / "artifacts" / "default" / "data" / "synthetic" / "openai" / "seed0"
 
 
 def test_500_questions_with_20_percent_failures_are_each_answered_once_and_the_key_is_written_nowhere(

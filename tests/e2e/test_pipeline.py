@@ -25,12 +25,13 @@ def test_default_pipeline_writes_rows_predictions_and_an_offline_wandb_run(tmp_p
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [json.loads(line) for line in (tmp_path / "results" / "runs.jsonl").read_text().splitlines()]
     assert {(r["method"], r["split"]) for r in rows} == {
-        (m, s) for m in ("base", "comt_sft") for s in ("id", "ood_templates", "ood_steps", "ood_numbers", "ood_renamed")}
+        (m, s) for m in ("base", "comt_sft", "comt_ccrl")
+        for s in ("id", "ood_templates", "ood_steps", "ood_numbers", "ood_renamed")}
     assert all(r["n"] == 8 and 0 <= r["accuracy"] <= 1 for r in rows)
-    assert all(r["train_time_s"] > 0 for r in rows if r["method"] == "comt_sft")
+    assert all(r["train_time_s"] > 0 for r in rows if r["method"] != "base")
     assert len(list((tmp_path / "job" / "predictions" / "comt_sft").glob("*.jsonl"))) == 5
     assert list((tmp_path / "job" / "wandb").glob("offline-run-*/run-*.wandb"))
-    assert "comt_sft" in out.stdout and "ood_renamed" in out.stdout
+    assert "comt_ccrl" in out.stdout and "ood_renamed" in out.stdout
 
 
 def test_sft_without_teach_names_the_command_that_makes_its_input(tmp_path):

@@ -86,7 +86,7 @@ def _override(cfg, key, value):
     ("ppo", "rl.kl_coef", -0.1, "rl.kl_coef=-0.1: must be a finite number in [0.0, inf)"),
     ("ppo", "rl.kl_coef", float("inf"), "rl.kl_coef=inf"),
     ("ppo", "rl.micro_batch_size", 5, "rl.micro_batch_size=5: must divide rl.mini_batch_size=32"),
-    ("ppo", "rl.mini_batch_size", 48, "rl.mini_batch_size=48: must divide the 64 rollouts per step"),
+    ("ppo", "rl.mini_batch_size", 48, "rl.mini_batch_size=48: must divide the"),
     ("grpo", "rl.group_size", 1, "rl.group_size=1: the grpo estimator needs groups of at least 2"),
     ("ppo", "rl.clip_low", 1.0, "rl.clip_low=1.0: must be a finite number in (0.0, 1.0)"),
     ("ppo", "rl.clip_high", 0, "rl.clip_high=0"),

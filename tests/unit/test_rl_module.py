@@ -5,7 +5,6 @@ import copy
 import pytest
 import pytorch_lightning as pl
 import torch
-from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from cmt.data.prompts import render_prompt
@@ -13,22 +12,21 @@ from cmt.data.synthetic import generate
 from cmt.modules.rl import Critic, RLModule
 from cmt.rl.config import validate_rl_config
 
-from tests.conftest import CONF
 
 
-def _rl_config(name: str, **overrides):
-    rl = OmegaConf.load(CONF / "rl" / f"{name}.yaml")
-    rl.max_new_tokens = 16
-    rl.val_n = 4
-    rl.max_grad_norm = 1.0
-    for key, value in {"prompts_per_step": 2, "group_size": 2, "mini_batch_size": 2, "micro_batch_size": 1,
-                       "steps": 2, **overrides}.items():
-        OmegaConf.update(rl, key, value)
-    return rl
+@pytest.fixture
+def rl_config(cfg_factory):
+    """``make(algorithm, **overrides) -> (rl, reward)``: a composed rl preset shrunk to 2 x 2 rollouts."""
+    def make(name: str, **overrides):
+        sizes = {"prompts_per_step": 2, "group_size": 2, "mini_batch_size": 2, "micro_batch_size": 1, "steps": 2,
+                 "max_new_tokens": 16, **overrides}
+        cfg = cfg_factory([f"rl={name}", *(f"rl.{key}={value}" for key, value in sizes.items())])
+        return cfg.rl, cfg.reward
+    return make
 
 
-def _train(model, tokenizer, rl, reference=None, critic=None):
-    reward = validate_rl_config(rl, OmegaConf.load(CONF / "reward" / "ccrl.yaml"))
+def _train(model, tokenizer, rl, reward_cfg, reference=None, critic=None):
+    reward = validate_rl_config(rl, reward_cfg)
     problems = generate("train", 8, seed=0)
     module = RLModule(model, tokenizer, problems, [], lambda q: render_prompt(q, "Question: {question}\nAnswer:"),
                       rl, reward, lambda params: torch.optim.AdamW(params, lr=1e-3), reference=reference,
@@ -41,13 +39,14 @@ def _train(model, tokenizer, rl, reference=None, critic=None):
 
 
 @pytest.mark.parametrize("algorithm", ["grpo", "ppo"])
-def test_two_steps_change_the_policy_and_leave_the_reference_frozen(tiny, algorithm):
+def test_two_steps_change_the_policy_and_leave_the_reference_frozen(tiny, rl_config, algorithm):
     model, tokenizer = tiny
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     reference = copy.deepcopy(model).eval().requires_grad_(False)
     reference_before = {name: p.detach().clone() for name, p in reference.named_parameters()}
-    critic = Critic(copy.deepcopy(model).model, model.config.hidden_size) if algorithm == "ppo" else None
-    module = _train(model, tokenizer, _rl_config(algorithm, kl_coef=0.05), reference=reference, critic=critic)
+    critic = Critic(copy.deepcopy(model).model, model.config.hidden_size).train() if algorithm == "ppo" else None
+    model.train()
+    module = _train(model, tokenizer, *rl_config(algorithm, kl_coef=0.05), reference=reference, critic=critic)
     assert len(module.history) == 2
     moved = [name for name, p in model.named_parameters() if not torch.equal(before[name], p)]
     assert len(moved) == len(before)
@@ -60,10 +59,10 @@ def test_two_steps_change_the_policy_and_leave_the_reference_frozen(tiny, algori
         assert "train/value_loss" in module.history[-1]
 
 
-def test_sampled_logprobs_are_the_policys_own_so_the_first_ratio_is_one(tiny):
+def test_sampled_logprobs_are_the_policys_own_so_the_first_ratio_is_one(tiny, rl_config):
     model, tokenizer = tiny
-    rl = _rl_config("grpo", kl_coef=0.0)
-    reward = validate_rl_config(rl, OmegaConf.load(CONF / "reward" / "ccrl.yaml"))
+    rl, reward_cfg = rl_config("grpo", kl_coef=0.0)
+    reward = validate_rl_config(rl, reward_cfg)
     module = RLModule(model, tokenizer, generate("train", 4, seed=1), [],
                       lambda q: render_prompt(q, "Question: {question}\nAnswer:"), rl, reward,
                       lambda params: torch.optim.AdamW(params, lr=1e-3))

@@ -9,25 +9,8 @@ import pytest
 
 from cmt.teachers.chat import ChatRequest, TeacherError
 from cmt.teachers.openai import OpenAITeacher, backoff_delay
-from cmt.teachers.serve import launch
 
 KEY = "sk-test-0123456789abcdef"
-
-
-@pytest.fixture
-def server(request):
-    """``start(*args, env=None) -> base_url``: echo servers stopped after the test."""
-    processes = []
-
-    def start(*args, env=None):
-        process, base_url = launch(["--echo", *args], env=env)
-        processes.append(process)
-        return base_url
-
-    yield start
-    for process in processes:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def stats(base_url):
@@ -45,8 +28,8 @@ def requests(count, n=1):
             for i in range(count)]
 
 
-def test_every_request_is_answered_once_through_429_500_slow_and_dropped_responses(server):
-    base_url = server("--fail-rate", "0.5", "--slow-s", "1.0", "--seed", "3")
+def test_every_request_is_answered_once_through_429_500_slow_and_dropped_responses(echo_server):
+    base_url = echo_server("--fail-rate", "0.5", "--slow-s", "1.0", "--seed", "3")
     answers = {}
     failures = client(base_url, max_retries=12).complete(requests(60, n=2),
                                                          lambda r, res: answers.setdefault(r.key, res))
@@ -57,8 +40,8 @@ def test_every_request_is_answered_once_through_429_500_slow_and_dropped_respons
     assert all(served["events"].get(f"fault_{mode}", 0) > 0 for mode in ("429", "500", "slow", "drop"))
 
 
-def test_retries_are_bounded_and_an_exhausted_request_is_reported_not_raised(server):
-    base_url = server("--fail-rate", "1.0", "--fail-modes", "500")
+def test_retries_are_bounded_and_an_exhausted_request_is_reported_not_raised(echo_server):
+    base_url = echo_server("--fail-rate", "1.0", "--fail-modes", "500")
     answers = []
     failures = client(base_url, max_retries=2).complete(requests(4), lambda r, res: answers.append(res))
     assert answers == [] and set(failures) == {"key0", "key1", "key2", "key3"}
@@ -66,16 +49,16 @@ def test_retries_are_bounded_and_an_exhausted_request_is_reported_not_raised(ser
     assert stats(base_url)["events"]["requests"] == 4 * 3
 
 
-def test_a_bad_request_fails_that_request_alone_without_retries(server):
-    base_url = server()
+def test_a_bad_request_fails_that_request_alone_without_retries(echo_server):
+    base_url = echo_server()
     teacher = client(base_url, extra_body={"n": "many"}, max_retries=5)
     failures = teacher.complete(requests(3), lambda r, res: None)
     assert set(failures) == {"key0", "key1", "key2"} and failures["key0"].startswith("HTTP 400: ")
     assert stats(base_url)["events"] == {"bad_request": 3}
 
 
-def test_a_wrong_key_or_model_stops_at_once_with_a_one_line_error_that_hides_the_key(server, monkeypatch):
-    base_url = server("--api-key-env", "SERVER_KEY", env={**os.environ, "SERVER_KEY": KEY})
+def test_a_wrong_key_or_model_stops_at_once_with_a_one_line_error_that_hides_the_key(echo_server, monkeypatch):
+    base_url = echo_server("--api-key-env", "SERVER_KEY", env={**os.environ, "SERVER_KEY": KEY})
     monkeypatch.setenv("CLIENT_KEY", "sk-wrong-key-000000")
     with pytest.raises(TeacherError, match=r"refused the key in \$CLIENT_KEY \(HTTP 401\)") as error:
         client(base_url, api_key_env="CLIENT_KEY", concurrency=1).complete(requests(10), lambda r, res: None)
