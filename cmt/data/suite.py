@@ -66,7 +66,12 @@ def eval_sets(benchmark_cfg: DictConfig, n: int | None) -> list[EvalSet]:
     for member in _members(benchmark_cfg):
         loader = instantiate(member.loader)
         limit = n if n is not None else member.get("eval_n")
+        # Local copies may lack a split the hub has: the member names the local subset that stands in for it,
+        # and the rows carry that subset's split name.
+        local = bool(member.loader.get("data_dir")) and not member.get("path")
+        substitutes = dict(member.get("local_substitutes") or {}) if local else {}
         for entry in member.splits:
-            problems = _with_answer_rules(loader(split=entry.split, n=limit), member)
-            sets.append(EvalSet(member.name, entry.split, entry.tag, member.get("answer_type", "number"), problems))
+            split = substitutes.get(entry.split, entry.split)
+            problems = _with_answer_rules(loader(split=split, n=limit), member)
+            sets.append(EvalSet(member.name, split, entry.tag, member.get("answer_type", "number"), problems))
     return sets

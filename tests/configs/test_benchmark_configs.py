@@ -37,7 +37,7 @@ BENCHMARKS = {
 
 
 def test_every_benchmark_config_is_covered():
-    assert sorted(p.stem for p in CONF.glob("*.yaml")) == sorted([*BENCHMARKS, "paper", "paper_local", "synthetic"])
+    assert sorted(p.stem for p in CONF.glob("*.yaml")) == sorted([*BENCHMARKS, "paper", "synthetic"])
 
 
 @pytest.mark.parametrize("name", list(BENCHMARKS))
@@ -70,12 +70,17 @@ def test_eval_n_draws_a_subset(cfg_factory):
     assert len(eval_sets(cfg.benchmark, 3)[0].problems) == 3
 
 
-@pytest.mark.parametrize("name, hint", [("tabmwp", "local files: test1k, dev1k"), ("gsm_symbolic", "sampled_main"),
-                                        ("svamp", "local files: all")])
-def test_default_split_missing_locally_says_what_is_there(cfg_factory, name, hint):
-    cfg = cfg_factory([f"benchmark={name}", f"paths.data_dir={FIXTURES}"])
+@pytest.mark.parametrize("name, substitute, hint", [("tabmwp", "test1k", "local files: test1k, dev1k"),
+                                                    ("gsm_symbolic", "sampled_main", "sampled_main"),
+                                                    ("svamp", "all", "local files: all")])
+def test_a_split_missing_locally_is_replaced_by_its_substitute_or_named_in_the_error(cfg_factory, name, substitute,
+                                                                                     hint):
+    overrides = [f"benchmark={name}", f"paths.data_dir={FIXTURES}", "benchmark.loader.instances_per_template=2"][
+        :3 if name == "gsm_symbolic" else 2]
+    [eval_set] = eval_sets(cfg_factory(overrides).benchmark, None)
+    assert eval_set.split == substitute and eval_set.problems
     with pytest.raises(BenchmarkSourceError, match=hint):
-        eval_sets(cfg.benchmark, None)
+        eval_sets(cfg_factory([*overrides, "~benchmark.local_substitutes"]).benchmark, None)
 
 
 def test_gsm8k_is_a_training_source(cfg_factory):
@@ -96,8 +101,8 @@ def test_paper_suite_holds_the_eight_benchmarks(cfg_factory):
     assert benchmark.suite.multiarith == standalone
 
 
-def test_paper_local_suite_runs_on_local_files(cfg_factory):
-    cfg = cfg_factory(["benchmark=paper_local", f"paths.data_dir={FIXTURES}",
+def test_paper_suite_on_local_files_evaluates_the_local_substitutes(cfg_factory):
+    cfg = cfg_factory(["benchmark=paper", f"paths.data_dir={FIXTURES}",
                        "benchmark.suite.gsm_symbolic.loader.instances_per_template=2"])
     sets = eval_sets(cfg.benchmark, None)
     assert [(s.benchmark, s.split, s.tag) for s in sets] == [

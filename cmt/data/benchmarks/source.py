@@ -188,7 +188,7 @@ def records(benchmark: str, split: str, *, path: str | None = None, data_dir: st
             reason = f"{root / files[split]} not found" if split in files else f"no local file for split {split!r}"
             raise BenchmarkSourceError(f"{benchmark}: {reason} under paths.data_dir "
                                        f"(splits with local files: {', '.join(present) or 'none'}); evaluate one "
-                                       "of those, or use benchmark=paper_local for the paper's eight")
+                                       "of those (a benchmark names its local stand-ins in local_substitutes)")
         return read_file(root / files[split])
     hub_splits = dict((hub or {}).get("splits") or {})
     if not hub or not hub.get("id") or split not in hub_splits:
