@@ -1,8 +1,11 @@
-"""Evaluate a model on a list of problems: batched greedy generation, answer extraction, metrics.
+"""Evaluate a model on a list of problems: batched generation, answer extraction, metrics.
 
 Every run reports accuracy (flexible extraction), strict accuracy, the extraction-failure rate, the mean
 number of output tokens (the paper's token-efficiency claim) and the calibration of the answer confidence
 (geometric mean of the probabilities of the answer's tokens): ECE, Brier score, overconfident errors.
+Decoding is greedy by default; with ``samples`` > 1 each problem gets that many sampled completions, the
+per-sample metrics above are means over all samples (``accuracy`` is then pass@1), and ``pass_at_k`` and
+``majority_accuracy`` are added (:mod:`cmt.eval.sampling`).
 """
 
 from __future__ import annotations
@@ -15,9 +18,20 @@ from dataclasses import asdict, dataclass
 import torch
 from tqdm.auto import tqdm
 
-from cmt.data.answers import DEFAULT_ABS_TOL, DEFAULT_REL_TOL, extract_flexible, extract_strict, is_correct
+from cmt.data.answers import (
+    DEFAULT_ABS_TOL,
+    DEFAULT_REL_TOL,
+    extract_flexible,
+    extract_strict,
+    is_correct,
+)
 from cmt.data.problem import Problem
-from cmt.eval.calibration import brier_score, expected_calibration_error, overconfident_error_rate
+from cmt.eval.calibration import (
+    brier_score,
+    expected_calibration_error,
+    overconfident_error_rate,
+)
+from cmt.eval.sampling import majority_vote, pass_at_k
 from cmt.generation import decode_with_offsets, left_pad, sample, tokens_in_span
 
 
@@ -45,12 +59,21 @@ class Scored:
     confidence: float
     output_tokens: int
     truncated: bool
+    # Which of the problem's samples this is (0 under greedy decoding).
+    sample: int = 0
 
 
 def generate_completions(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int,
-                         desc: str = "generate") -> list[Completion]:
-    """Greedy completions for ``prompts``, batched longest-first (less padding), returned in input order."""
+                         desc: str = "generate", samples: int = 1, temperature: float = 0.0,
+                         generator: torch.Generator | None = None) -> list[Completion]:
+    """Completions for ``prompts``, batched longest-first (less padding), returned in input order.
+
+    Greedy with the defaults. With ``samples`` > 1, each prompt is sampled that many times at
+    ``temperature`` (drawing from ``generator``, on the model's device, for reproducibility) and the
+    result holds a prompt's ``samples`` completions one after the other.
+    """
     device = next(model.parameters()).device
+    prompts = [p for p in prompts for _ in range(samples)]
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     results: list[Completion | None] = [None] * len(prompts)
     eos_ids = sorted({tokenizer.eos_token_id, *([tokenizer.pad_token_id] if tokenizer.pad_token_id is not None else [])})
@@ -61,7 +84,7 @@ def generate_completions(model, tokenizer, prompts: Sequence[str], max_new_token
             rows = order[start:start + batch_size]
             inputs = left_pad(tokenizer, [prompts[i] for i in rows], device)
             out = sample(model, **inputs, max_new_tokens=max_new_tokens, eos_ids=eos_ids,
-                         pad_id=tokenizer.pad_token_id)
+                         pad_id=tokenizer.pad_token_id, temperature=temperature, generator=generator)
             for j, i in enumerate(rows):
                 n = int(out.lengths[j])
                 ids = out.tokens[j, :n].tolist()
@@ -88,15 +111,18 @@ def answer_confidence(tokenizer, completion: Completion, answer: str | None) -> 
 
 
 def score(problems: Sequence[Problem], completions: Sequence[Completion], tokenizer,
-          rel_tol: float | None = None, answer_type: str = "number") -> list[Scored]:
-    """Extract and check each completion's answer.
+          rel_tol: float | None = None, answer_type: str = "number", samples: int = 1) -> list[Scored]:
+    """Extract and check each completion's answer; ``completions`` holds ``samples`` per problem, in a row.
 
     Each problem is checked under its own ``meta["answer_type"]``, ``meta["choices"]`` and
     ``meta["rel_tol"]``/``meta["abs_tol"]`` (set by its loader or by :mod:`cmt.data.suite` from the
     benchmark config), else under ``answer_type`` and ``rel_tol`` (None: the defaults of cmt.data.answers).
     """
     scored = []
-    for problem, completion in zip(problems, completions, strict=True):
+    if len(completions) != samples * len(problems):
+        raise ValueError(f"{len(completions)} completions for {len(problems)} problems x {samples} samples")
+    for index, completion in enumerate(completions):
+        problem = problems[index // samples]
         kind, choices = problem.meta.get("answer_type", answer_type), problem.meta.get("choices")
         tolerance = {"rel_tol": problem.meta.get("rel_tol", DEFAULT_REL_TOL if rel_tol is None else rel_tol),
                      "abs_tol": problem.meta.get("abs_tol", DEFAULT_ABS_TOL)}
@@ -107,20 +133,27 @@ def score(problems: Sequence[Problem], completions: Sequence[Completion], tokeni
             predicted_strict=strict, correct=is_correct(flexible, problem.gold, kind, choices=choices, **tolerance),
             correct_strict=is_correct(strict, problem.gold, kind, choices=choices, **tolerance),
             confidence=answer_confidence(tokenizer, completion, flexible),
-            output_tokens=len(completion.token_ids), truncated=not completion.finished,
+            output_tokens=len(completion.token_ids), truncated=not completion.finished, sample=index % samples,
         ))
     return scored
 
 
-def metrics(scored: Sequence[Scored], ece_bins: int = 10, overconfidence: float = 0.9) -> dict[str, float]:
-    """Aggregate metrics of one evaluation (fractions in [0, 1], token counts as means)."""
+def metrics(scored: Sequence[Scored], ece_bins: int = 10, overconfidence: float = 0.9,
+            samples: int = 1) -> dict[str, float]:
+    """Aggregate metrics of one evaluation (fractions in [0, 1], token counts as means).
+
+    ``scored`` holds ``samples`` records per problem, in a row. ``n`` counts problems; every other value
+    is a mean over all records. With ``samples`` > 1 the result also has ``samples``, ``pass_at_1`` (equal
+    to ``accuracy``), ``pass_at_k`` (k = ``samples``) and ``majority_accuracy`` (the most frequent
+    extracted answer of each problem, ties to the first; wrong when no sample has an answer).
+    """
     n = len(scored)
     if n == 0:
         raise ValueError("cannot compute metrics of an empty evaluation")
     confidences = [s.confidence for s in scored]
     correct = [s.correct for s in scored]
-    return {
-        "n": float(n),
+    values = {
+        "n": float(n // samples),
         "accuracy": sum(correct) / n,
         "accuracy_strict": sum(s.correct_strict for s in scored) / n,
         "extraction_fail_rate": sum(s.predicted is None for s in scored) / n,
@@ -130,6 +163,16 @@ def metrics(scored: Sequence[Scored], ece_bins: int = 10, overconfidence: float 
         "mean_output_tokens": sum(s.output_tokens for s in scored) / n,
         "truncation_rate": sum(s.truncated for s in scored) / n,
     }
+    if samples > 1:
+        groups = [scored[i:i + samples] for i in range(0, n, samples)]
+        votes = [majority_vote([s.predicted for s in group]) for group in groups]
+        values.update({
+            "samples": float(samples),
+            "pass_at_1": values["accuracy"],
+            "pass_at_k": sum(pass_at_k(samples, sum(s.correct for s in g), samples) for g in groups) / len(groups),
+            "majority_accuracy": sum(v is not None and g[v].correct for g, v in zip(groups, votes)) / len(groups),
+        })
+    return values
 
 
 def as_dicts(scored: Sequence[Scored]) -> list[dict]:
@@ -137,10 +180,26 @@ def as_dicts(scored: Sequence[Scored]) -> list[dict]:
     return [asdict(s) for s in scored]
 
 
+def evaluate_completions(tokenizer, problems: Sequence[Problem], completions: Sequence[Completion],
+                         ece_bins: int = 10, samples: int = 1) -> tuple[dict[str, float], list[Scored]]:
+    """Score and aggregate completions made by any backend; returns (metrics, per-sample records)."""
+    scored = score(problems, completions, tokenizer, samples=samples)
+    return metrics(scored, ece_bins, samples=samples), scored
+
+
 def evaluate(model, tokenizer, problems: Sequence[Problem], prompts: Sequence[str], max_new_tokens: int,
-             batch_size: int, ece_bins: int = 10, desc: str = "eval") -> tuple[dict[str, float], list[Scored]]:
-    """Generate, score and aggregate in one call; returns (metrics, per-problem records)."""
+             batch_size: int, ece_bins: int = 10, desc: str = "eval", samples: int = 1, temperature: float = 0.0,
+             seed: int = 0) -> tuple[dict[str, float], list[Scored]]:
+    """Generate, score and aggregate in one call; returns (metrics, per-sample records).
+
+    Greedy when ``samples`` is 1; else ``samples`` completions per problem at ``temperature``, from a
+    generator seeded with ``seed`` so that a rerun draws the same samples.
+    """
+    generator = None
+    if samples > 1:
+        generator = torch.Generator(next(model.parameters()).device).manual_seed(int(seed))
     with torch.inference_mode():
-        completions = generate_completions(model, tokenizer, prompts, max_new_tokens, batch_size, desc)
-    scored = score(problems, completions, tokenizer)
-    return metrics(scored, ece_bins), scored
+        completions = generate_completions(model, tokenizer, prompts, max_new_tokens, batch_size, desc,
+                                           samples=samples, temperature=temperature if samples > 1 else 0.0,
+                                           generator=generator)
+    return evaluate_completions(tokenizer, problems, completions, ece_bins, samples)

@@ -1,7 +1,7 @@
 """``stage=eval``: evaluate checkpoints on every split of the benchmark and append result rows.
 
-For each method in ``eval.methods`` (``base`` is the model as loaded), generate greedily on each eval set,
-score it, write the per-problem predictions under the job folder, append one row per (method, split) to
+For each method in ``eval.methods`` (``base`` is the model as loaded), generate on each eval set (greedy,
+or ``eval.samples`` samples per problem; with the Hugging Face loop or vLLM, ``eval.backend``), score it, write the per-problem predictions under the job folder, append one row per (method, split) to
 the run store, and print a table: rows the methods, columns the splits.
 """
 
@@ -17,9 +17,11 @@ from rich.table import Table
 
 from cmt.data.prompts import render_prompt
 from cmt.data.suite import EvalSet, eval_sets
-from cmt.eval.evaluate import as_dicts, evaluate
+from cmt.errors import ConfigError
+from cmt.eval import vllm_backend
+from cmt.eval.evaluate import as_dicts, evaluate, evaluate_completions
 from cmt.logging import log_metrics
-from cmt.models import load_model
+from cmt.models import load_model, load_tokenizer, resolve_source
 from cmt.results.store import append_rows, write_jsonl
 from cmt.stages.common import StageContext, method, require_checkpoint
 
@@ -47,22 +49,52 @@ def print_table(rows: list[dict], title: str) -> None:
     console.print("accuracy % (strict accuracy %) per split; rows appended to the run store")
 
 
+def check_sampling(cfg) -> None:
+    """Reject eval settings that cannot run, before any model or data loads (:class:`ConfigError`)."""
+    if cfg.eval.backend not in ("hf", "vllm"):
+        raise ConfigError(f"eval.backend={cfg.eval.backend} is not one of hf, vllm")
+    if int(cfg.eval.samples) < 1:
+        raise ConfigError(f"eval.samples={cfg.eval.samples} must be at least 1")
+    if int(cfg.eval.samples) > 1 and float(cfg.eval.temperature) <= 0:
+        raise ConfigError(f"eval.samples={cfg.eval.samples} needs eval.temperature > 0 (greedy samples are identical)")
+    if cfg.eval.backend == "vllm":
+        vllm_backend.require_vllm()
+
+
 def run(ctx: StageContext) -> dict[str, float]:
     """Evaluate every method of ``eval.methods``; returns ``<method>/<split>/<metric>`` values."""
     cfg = ctx.cfg
-    # Fail on a missing checkpoint or an unknown method before any model or data loads.
+    # Fail on a bad setting, a missing checkpoint or an unknown method before any model or data loads.
+    check_sampling(cfg)
     checkpoints = {name: require_checkpoint(cfg, method(name).name) for name in cfg.eval.methods}
     sets: list[EvalSet] = eval_sets(cfg.benchmark, cfg.eval.n)
+    samples, temperature = int(cfg.eval.samples), float(cfg.eval.temperature)
     rows, metrics = [], {}
     for name, checkpoint in checkpoints.items():
-        model, tokenizer = load_model(cfg.model, checkpoint)
+        if cfg.eval.backend == "vllm":
+            # vLLM loads the weights itself; the tokenizer renders prompts and reads answer confidence.
+            adapter = checkpoint is not None and (checkpoint / "adapter_config.json").is_file()
+            tokenizer = load_tokenizer(str(checkpoint) if checkpoint and not adapter else resolve_source(cfg.model))
+            model = vllm_backend.load(resolve_source(cfg.model), checkpoint, str(cfg.model.get("dtype", "auto")),
+                                      int(cfg.seed))
+        else:
+            model, tokenizer = load_model(cfg.model, checkpoint)
         for eval_set in sets:
-            prompts = [render_prompt(p.question, cfg.prompt.template, tokenizer, cfg.prompt.use_chat_template)
+            prompts = [render_prompt(p.question, cfg.prompt.template, tokenizer, cfg.prompt.use_chat_template,
+                                     exemplars=cfg.prompt.exemplars, shots=int(cfg.prompt.shots),
+                                     target_prefix=cfg.prompt.target_prefix)
                        for p in eval_set.problems]
             started = time.perf_counter()
-            values, scored = evaluate(model, tokenizer, eval_set.problems, prompts, cfg.eval.max_new_tokens,
-                                      cfg.eval.batch_size, cfg.eval.ece_bins,
-                                      desc=f"eval {name} {eval_set.benchmark}/{eval_set.split}")
+            if isinstance(model, vllm_backend.Engine):
+                completions = vllm_backend.generate(model, prompts, cfg.eval.max_new_tokens, samples, temperature,
+                                                    int(cfg.seed))
+                values, scored = evaluate_completions(tokenizer, eval_set.problems, completions,
+                                                      cfg.eval.ece_bins, samples)
+            else:
+                values, scored = evaluate(model, tokenizer, eval_set.problems, prompts, cfg.eval.max_new_tokens,
+                                          cfg.eval.batch_size, cfg.eval.ece_bins,
+                                          desc=f"eval {name} {eval_set.benchmark}/{eval_set.split}",
+                                          samples=samples, temperature=temperature, seed=int(cfg.seed))
             values["eval_time_s"] = time.perf_counter() - started
             if cfg.eval.save_predictions:
                 write_jsonl(Path(cfg.paths.output_dir) / "predictions" / name /
