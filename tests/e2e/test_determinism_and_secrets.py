@@ -14,7 +14,8 @@ from tests.conftest import FAST, ROOT
 
 pytestmark = pytest.mark.slow
 
-SECRETS = {"OPENAI_API_KEY": "sk-cmt-test-0f9e8d7c6b5a4f3e2d1c", "HF_TOKEN": "hf_cmtTestTokenAbCdEfGhIjKlMnOpQr"}
+# Recognisable fake values (not shaped like real keys, so no secret scanner mistakes them for leaks).
+SECRETS = {"OPENAI_API_KEY": "fake-openai-key-for-cmt-tests-0f9e8d", "HF_TOKEN": "fake-hf-token-for-cmt-tests-7c6b5a"}
 # Metrics that measure time, not results.
 TIMINGS = {"eval_time_s", "train_time_s"}
 
