@@ -76,3 +76,11 @@ def _offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("WANDB_MODE", os.environ.get("WANDB_MODE", "offline"))
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for children that a test interrupts with SIGINT: a shell that starts pytest in the
+    background (``cmd &``) makes it ignore SIGINT, and children inherit that; restore Python's default."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -18,7 +18,7 @@ import pytest
 from cmt.data.suite import train_problems
 from cmt.teachers.filters import REASONS
 from cmt.teachers.prompts import render_messages
-from tests.conftest import ROOT
+from tests.conftest import ROOT, default_sigint
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +86,7 @@ def test_500_questions_with_20_percent_failures_are_each_answered_once_and_the_k
 def interrupt(args, cache, lines, sig):
     """Start ``args``, send ``sig`` once the cache holds ``lines`` answers; returns the process's output."""
     run = subprocess.Popen(args, cwd=ROOT, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True)
+                           preexec_fn=default_sigint, text=True)
     deadline = time.monotonic() + 300
     while (not cache.exists() or cache.read_bytes().count(b"\n") < lines) and time.monotonic() < deadline:
         time.sleep(0.02)

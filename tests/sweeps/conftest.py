@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from hydra_plugins.cmt_optuna_sweeper.trial_env import rdb_storage
+from tests.conftest import default_sigint
 
 APP = Path(__file__).resolve().parent / "app" / "app.py"
 
@@ -58,7 +59,8 @@ class Sweep:
         """Start a sweep in the background; its output goes to <root>/sweep-<n>.log."""
         log = open(self.root / f"sweep-{len(list(self.root.glob('sweep-*.log')))}.log", "w")
         command = self.command(*overrides, sweep_dir=sweep_dir)
-        return subprocess.Popen(command, cwd=self.root, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(command, cwd=self.root, env=_env(), stdout=log, stderr=subprocess.STDOUT,
+                                preexec_fn=default_sigint)
 
     def study(self) -> optuna.Study:
         # rdb_storage retries while a sweep starting beside this test creates the database's tables.
