@@ -80,8 +80,10 @@ class Recorder(pl.Callback):
         self.steps.append({"loss": float(outputs["loss"]),
                            "examples": [self.key[tuple(row)] for row in batch["input_ids"].tolist()]})
 
-    def on_train_end(self, trainer, pl_module):
-        record = {"world_size": trainer.world_size, "steps": self.steps, "plain": self.plain}
+    def teardown(self, trainer, pl_module, stage):
+        """Runs after the trainer config's own callbacks have torn down (they come first in the list)."""
+        record = {"world_size": trainer.world_size, "steps": self.steps, "plain": self.plain,
+                  "group_open_after_fit": torch.distributed.is_initialized()}
         (self.out / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
 
 
@@ -103,8 +105,9 @@ def _main(mode: str, out: Path) -> None:
     model = _tiny_model()
     module = SFTModule(model, partial(torch.optim.AdamW, lr=1e-2))
     data = ShardedSFTData(examples, [], GLOBAL_BATCH // world, 0, 0)
-    trainer = instantiate(_trainer_config("ddp" if mode == "ddp" else "default", world), max_epochs=2, logger=False,
-                          callbacks=[Recorder(examples, out)], enable_progress_bar=False)
+    config = _trainer_config("ddp" if mode == "ddp" else "default", world)
+    callbacks = [*instantiate(config.get("callbacks") or []), Recorder(examples, out)]
+    trainer = instantiate(config, max_epochs=2, logger=False, callbacks=callbacks, enable_progress_bar=False)
     model.train()
     trainer.fit(module, datamodule=data)
     torch.save({k: v.detach().clone() for k, v in module.model.state_dict().items()}, out / "weights.pt")
@@ -176,6 +179,12 @@ def test_the_sft_data_module_shards_its_batches_under_ddp(runs):
     ranks = _records(runs["ddp"])
     for a, b in zip(ranks[0]["plain"], ranks[1]["plain"]):
         assert not set(a) & set(b), "both processes train on the same examples"
+
+
+@pytest.mark.slow
+def test_every_process_closes_its_process_group_before_it_exits(runs):
+    ranks = _records(runs["ddp"])
+    assert len(ranks) == WORLD and not any(r["group_open_after_fit"] for r in ranks)
 
 
 if __name__ == "__main__":
