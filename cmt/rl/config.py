@@ -8,49 +8,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from functools import partial
 
+from cmt import config_checks as checks
 from cmt.errors import ConfigError
 from cmt.rewards.combine import RewardConfig
 from cmt.rl.advantages import ESTIMATORS, GROUP_SCALES
 from cmt.rl.losses import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
 
 KL_MODES = ("reward", "loss")
-_MISSING = object()
 
 
-def _get(node: Mapping, path: str) -> Any:
-    value: Any = node
-    for key in path.split("."):
-        value = value.get(key, _MISSING) if isinstance(value, Mapping) else _MISSING
-        if value is _MISSING:
-            raise ConfigError(f"rl.{path} is missing")
-    return value
-
-
-def _choice(node: Mapping, path: str, allowed) -> str:
-    value = _get(node, path)
-    if value not in allowed:
-        raise ConfigError(f"rl.{path}={value!r}: choose one of {', '.join(allowed)}")
-    return value
-
-
-def _positive_int(node: Mapping, path: str) -> int:
-    value = _get(node, path)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"rl.{path}={value!r}: must be an integer >= 1")
-    return value
-
-
-def _number(node: Mapping, path: str, low: float, high: float, low_open: bool = False,
-            high_open: bool = False) -> float:
-    value = _get(node, path)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not (low < value if low_open else low <= value) \
-            or not (value < high if high_open else value <= high):
-        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        raise ConfigError(f"rl.{path}={value!r}: must be a finite number in {interval}")
-    return float(value)
+# The shared checks (cmt.config_checks), naming keys under ``rl.``.
+_choice = partial(checks.choice, prefix="rl")
+_positive_int = partial(checks.positive_int, prefix="rl")
+_number = partial(checks.number, prefix="rl")
+_boolean = partial(checks.boolean, prefix="rl")
 
 
 def validate_rl_config(rl_cfg: Mapping, reward_cfg: Mapping) -> RewardConfig:
@@ -64,7 +37,7 @@ def validate_rl_config(rl_cfg: Mapping, reward_cfg: Mapping) -> RewardConfig:
         The validated reward settings, ready for :func:`cmt.rewards.combine.compute_rewards`.
 
     Raises:
-        ValueError: One line naming the first offending key, its value and what is allowed.
+        ConfigError: One line naming the first offending key, its value and what is allowed.
     """
     inf = math.inf
     advantage = _choice(rl_cfg, "advantage", tuple(ESTIMATORS))
@@ -93,18 +66,14 @@ def validate_rl_config(rl_cfg: Mapping, reward_cfg: Mapping) -> RewardConfig:
     _number(rl_cfg, "temperature", 0.0, inf, low_open=True, high_open=True)
     _number(rl_cfg, "max_grad_norm", 0.0, inf, low_open=True, high_open=True)
     _number(rl_cfg, "optimizer.lr", 0.0, inf, low_open=True, high_open=True)
-    if not isinstance(_get(rl_cfg, "whiten_advantages"), bool):
-        raise ConfigError(f"rl.whiten_advantages={_get(rl_cfg, 'whiten_advantages')!r}: must be true or false")
+    _boolean(rl_cfg, "whiten_advantages")
     if advantage == "gae":
         _number(rl_cfg, "critic.lr", 0.0, inf, low_open=True, high_open=True)
         _number(rl_cfg, "critic.value_clip", 0.0, inf, low_open=True, high_open=True)
-    if _get(rl_cfg, "dynamic_sampling.enabled") is True:
+    if _boolean(rl_cfg, "dynamic_sampling.enabled"):
         if sizes["group_size"] < 2:
             raise ConfigError(f"rl.group_size={sizes['group_size']}: dynamic sampling needs groups of at least 2")
         _number(rl_cfg, "dynamic_sampling.tolerance", 0.0, inf, high_open=True)
-    elif _get(rl_cfg, "dynamic_sampling.enabled") is not False:
-        raise ConfigError(f"rl.dynamic_sampling.enabled={_get(rl_cfg, 'dynamic_sampling.enabled')!r}: "
-                         "must be true or false")
     reward = RewardConfig.from_mapping(reward_cfg)
     if reward.granularity == "step" and advantage != "gae":
         raise ConfigError(f"reward.granularity='step': per-token rewards need rl.advantage=gae, got {advantage!r} "

@@ -1,9 +1,11 @@
 """The stages a job can run (``stage=NAME``) and the task wrapper around them.
 
-Every stage is ``run(ctx) -> dict[str, float]``; `run` below builds the context (seeded, with a logger),
-dispatches on ``cfg.stage.name``, records a failing job in ``<results>/failures.jsonl`` (Hydra's launchers
-run the other jobs of a multirun and report the failure at the end), and always closes the logger and the
-W&B run in a ``finally``, so a failing job never leaves a run open for the next job to share.
+Every stage is ``run(ctx) -> dict[str, float]``; `run` below validates the whole config first
+(`cmt.validation`: one ``key=value: what is allowed`` line, before any logger, model or data), builds the
+context (seeded, with a logger), dispatches on ``cfg.stage.name``, records a failing job in
+``<results>/failures.jsonl`` (Hydra's launchers run the other jobs of a multirun and report the failure at
+the end), and always closes the logger and the W&B run in a ``finally``, so a failing job never leaves a
+run open for the next job to share.
 """
 
 from __future__ import annotations
@@ -12,17 +14,19 @@ import logging
 import sys
 import uuid
 import warnings
-from datetime import datetime, timezone
-from pathlib import Path
 from collections.abc import Callable
+from datetime import datetime, timezone
 from functools import partial
+from pathlib import Path
 
 from omegaconf import DictConfig
 
+from cmt.errors import ConfigError
 from cmt.logging import build_logger
 from cmt.results.store import append_rows
 from cmt.stages import evaluate, pipeline, pretrain, rl, sft, teach
 from cmt.stages.common import StageContext, seed_everything
+from cmt.validation import validate_config
 
 RUNNERS: dict[str, Callable[[StageContext], dict[str, float]]] = {
     "pretrain": pretrain.run,
@@ -76,13 +80,20 @@ def _record_failure(ctx: StageContext, error: BaseException) -> None:
 def run(cfg: DictConfig) -> dict[str, float]:
     """Run the stage ``cfg.stage.name``; returns its metrics (the optimised value for sweeps is picked
     by `optimized_metric`)."""
+    run_id = uuid.uuid4().hex[:12]
+    try:
+        # Every value the stage reads, before the logger is built or anything loads.
+        validate_config(cfg)
+    except ConfigError as error:
+        _record_failure(StageContext(cfg=cfg, logger=None, run_id=run_id), error)
+        raise
     name = cfg.stage.name
-    if name not in RUNNERS:
+    if name not in RUNNERS:  # validate_config knows the same stages (tests/unit/test_config_validation.py)
         raise ValueError(f"stage={name} has no runner; choose one of {', '.join(RUNNERS)}")
     _quiet_third_party()
     seed_everything(cfg.seed)
     logger = build_logger(cfg, _tags(cfg))
-    ctx = StageContext(cfg=cfg, logger=logger, run_id=uuid.uuid4().hex[:12])
+    ctx = StageContext(cfg=cfg, logger=logger, run_id=run_id)
     try:
         return RUNNERS[name](ctx)
     except Exception as error:

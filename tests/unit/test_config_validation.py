@@ -1,0 +1,210 @@
+"""The whole config is validated before heavy work starts (cmt.validation, docs/validation.md).
+
+Each bad value fails with one line naming the key, the value and what is allowed; every shipped config (each
+group option, each job of each experiment and sweep) passes, so the check never blocks a run that works.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from hydra.core.global_hydra import GlobalHydra
+
+from cmt.errors import ConfigError
+from cmt.stages import RUNNERS
+from cmt.validation import STAGE_CHECKS, validate_config
+from tests.configs.test_experiments import EXPERIMENTS, SWEEPS, _jobs, _resolved
+from tests.conftest import CONF, ROOT
+
+OPENAI = ["teacher=openai", "teacher.model=m", "stage=teach"]
+LORA = ["model.lora.enabled=true"]
+
+BAD = [
+    # (overrides, the key=value the message must name)
+    (["seed=-1"], "seed=-1"),
+    (["seed=1.5"], "seed=1.5"),
+    (["sft.optimizer.lr=-1"], "sft.optimizer.lr=-1"),
+    (["sft.optimizer.lr=0"], "sft.optimizer.lr=0"),
+    (["sft.optimizer.lr=nan"], "sft.optimizer.lr=nan"),
+    (["sft.optimizer.weight_decay=-0.1"], "sft.optimizer.weight_decay=-0.1"),
+    (["sft.optimizer.betas=[0.9,1.5]"], "sft.optimizer.betas=[0.9, 1.5]"),
+    (["sft.batch_size=0"], "sft.batch_size=0"),
+    (["resume=always"], "resume='always'"),
+    (["checkpoint.every_n_steps=-1"], "checkpoint.every_n_steps=-1"),
+    (["stage=ccrl", "checkpoint.keep=0"], "checkpoint.keep=0"),
+    (["sft.epochs=1.5"], "sft.epochs=1.5"),
+    (["sft.max_length=0"], "sft.max_length=0"),
+    (["sft.val_fraction=1.0"], "sft.val_fraction=1.0"),
+    (["sft.epochs=many"], "sft.epochs='many'"),
+    (["model.hparams.sft_lr=-1e-3"], "model.hparams.sft_lr=-0.001"),
+    (["rl.group_size=0"], "rl.group_size=0"),
+    (["rl.kl_coef=-0.1"], "rl.kl_coef=-0.1"),
+    # 8 prompts x 4 rollouts = 32 rollouts a step, which mini-batches of 12 do not divide.
+    (["rl.mini_batch_size=12"], "rl.mini_batch_size=12: must divide the 32 rollouts"),
+    (["rl=grpo", "rl.group_size=1"], "rl.group_size=1: the grpo estimator needs groups of at least 2"),
+    (["reward.weights.calibration=nan"], "reward.weights.calibration=nan"),
+    (["reward.weights.calibration=inf"], "reward.weights.calibration=inf"),
+    (["reward.weights.outcome=-inf"], "reward.weights.outcome=-inf"),
+    (["stage=rl", "baseline_reward.weights.outcome=inf"], "baseline_reward.weights.outcome=inf"),
+    (["stage=rl", "baseline_reward.calibration_score=breir"], "baseline_reward.calibration_score='breir'"),
+    (["eval.temperature=-1"], "eval.temperature=-1"),
+    (["eval.temperature=inf"], "eval.temperature=inf"),
+    (["stage=eval", "eval.methods=[base,foo]"], "eval.methods=['base', 'foo']: unknown methods ['foo']"),
+    (["stage=eval", "eval.methods=[]"], "eval.methods=[]"),
+    (["stage.compare=[comt_sft,best]"], "stage.compare=['comt_sft', 'best']: unknown methods ['best']"),
+    (["eval.n=0"], "eval.n=0"),
+    (["eval.max_new_tokens=0"], "eval.max_new_tokens=0"),
+    (["eval.batch_size=0"], "eval.batch_size=0"),
+    (["eval.ece_bins=0"], "eval.ece_bins=0"),
+    (["eval.samples=0"], "eval.samples=0"),
+    (["eval.samples=4", "eval.temperature=0"], "eval.samples=4: more than 1 needs eval.temperature > 0"),
+    (["eval.backend=tgi"], "eval.backend='tgi': choose one of hf, vllm"),
+    (["eval.save_predictions=yes"], "eval.save_predictions='yes': must be true or false"),
+    (["prompt.template='Question: no field'"], "prompt.template='Question: no field': must contain"),
+    (["prompt.template='Q: {question} {context}'"], "prompt.template='Q: {question} {context}'"),
+    (["prompt.shots=5"], "prompt.shots=5: must be an integer in [0, 4]"),
+    (["prompt.shots=-1"], "prompt.shots=-1"),
+    (["prompt.use_chat_template=1"], "prompt.use_chat_template=1"),
+    (["model.dtype=float8"], "model.dtype='float8': choose one of float32, bfloat16, float16"),
+    ([*LORA, "model.lora.r=0"], "model.lora.r=0"),
+    ([*LORA, "model.lora.alpha=0.5"], "model.lora.alpha=0.5"),
+    ([*LORA, "model.lora.dropout=1.0"], "model.lora.dropout=1.0"),
+    ([*LORA, "model.lora.target_modules=[]"], "model.lora.target_modules=[]"),
+    ([*LORA, "model.lora.target_modules=''"], "model.lora.target_modules=''"),
+    ([*LORA, "trainer=fsdp", "stage=comt_sft"], "model.lora.enabled=True: LoRA cannot be combined with trainer=fsdp"),
+    (["model.lora.enabled=yes"], "model.lora.enabled='yes': must be true or false"),
+    (["teach.n=0"], "teach.n=0"),
+    (["teach.n_samples=0"], "teach.n_samples=0"),
+    (["teach.kinds=[comt,bogus]"], "teach.kinds=['comt', 'bogus']: unknown kinds ['bogus']"),
+    (["teach.kinds=[comt,comt]"], "teach.kinds=['comt', 'comt']"),
+    (["teach.select=best"], "teach.select='best': choose one of first, shortest, all"),
+    (["teach.filters.max_words=0"], "teach.filters.max_words=0"),
+    (["teach.prompts.comt='Explain.'"], "teach.prompts.comt='Explain.': must contain the {question} field"),
+    ([*OPENAI, "teach.n_samples=3"], "teach.n_samples=3: more than 1 needs teacher.temperature > 0"),
+    ([*OPENAI, "teacher.temperature=-1"], "teacher.temperature=-1"),
+    ([*OPENAI, "teacher.concurrency=0"], "teacher.concurrency=0"),
+    ([*OPENAI, "teacher.base_url=localhost:8000"], "teacher.base_url='localhost:8000'"),
+    (["teacher=openai", "stage=teach"], "teacher.model is missing"),
+    (["benchmark.eval_n=0"], "benchmark.eval_n=0"),
+    (["benchmark.train.n=-5"], "benchmark.train.n=-5"),
+    (["stage.steps=[teach,train]"], "stage.steps=['teach', 'train']: unknown steps ['train']"),
+    (["stage.steps=[teach,pipeline]"], "unknown steps ['pipeline']"),
+    (["stage.name=finetune"], "stage.name='finetune'"),
+    (["stage=comt_sft", "trainer.precision=bf17"], "trainer.precision='bf17'"),
+    (["stage=comt_sft", "trainer.devices=0"], "trainer.devices=0"),
+    (["stage=pretrain", "stage.architecture.num_heads=3"], "stage.architecture.num_heads=3: must divide"),
+    (["stage=pretrain", "stage.architecture.num_kv_heads=3"], "stage.architecture.num_kv_heads=3"),
+    (["stage=pretrain", "stage.max_length=1024"], "stage.max_length=1024: must be at most"),
+    (["stage=pretrain", "stage.optimizer.lr=-3e-3"], "stage.optimizer.lr=-0.003"),
+    (["stage=pretrain", "stage.drill_fraction=2"], "stage.drill_fraction=2"),
+    (["logger=wandb", "logger.mode=online2"], "logger.mode='online2'"),
+    (["sft.epochs=${model.hparams.nope}"], "sft.epochs: cannot be resolved"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), BAD, ids=[" ".join(o) for o, _ in BAD])
+def test_a_bad_value_fails_with_one_line_naming_key_and_value(cfg_factory, overrides, message):
+    with pytest.raises(ConfigError) as error:
+        validate_config(cfg_factory(overrides))
+    text = str(error.value)
+    assert message in text, text
+    assert "\n" not in text
+
+
+@pytest.mark.parametrize("overrides", [
+    ["stage=eval", "rl.group_size=0", "sft.optimizer.lr=-1", "teach.kinds=[bogus]"],
+    ["stage=teach", "sft.batch_size=0", "eval.temperature=-1", "model.dtype=float8"],
+    ["stage=pretrain", "model.dtype=float8", "teach.n=0"],
+    # LoRA options are defaults while LoRA is off: not an error.
+    ["model.lora.r=0", "model.lora.target_modules=[]", "trainer=fsdp", "stage=comt_sft"],
+    ["stage.steps=[teach,comt_sft,eval]", "rl.group_size=0", "reward.weights.calibration=nan"],
+    ["stage=ccrl", "baseline_reward.weights.outcome=nan"],
+    ["stage=rl", "reward.weights.outcome=nan"],
+])
+def test_values_a_stage_does_not_read_are_not_checked(cfg_factory, overrides):
+    validate_config(cfg_factory(overrides))
+
+
+def test_every_stage_with_a_runner_has_its_checks():
+    assert set(STAGE_CHECKS) == set(RUNNERS)
+
+
+GROUPS = ["model", "teacher", "benchmark", "stage", "reward", "rl", "trainer", "logger", "paths"]
+OPTIONS = [(group, f.stem) for group in GROUPS for f in sorted((CONF / group).glob("*.yaml"))]
+# Options that cannot run as they are, by design: the generic OpenAI teacher needs teacher.model.
+NEEDS_MORE = {("teacher", "openai"): "teacher.model is missing"}
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_group_option_passes(cfg_factory, group, option):
+    cfg = cfg_factory([f"{group}={option}"] + (["stage=teach"] if group == "teacher" else []))
+    if (group, option) in NEEDS_MORE:
+        with pytest.raises(ConfigError, match=NEEDS_MORE[group, option]):
+            validate_config(cfg)
+    else:
+        validate_config(cfg)
+
+
+@pytest.mark.parametrize("reward", sorted(p.stem for p in (CONF / "reward").glob("*.yaml")))
+def test_every_reward_passes_as_the_baseline_reward(cfg_factory, reward):
+    validate_config(cfg_factory(["stage=rl", f"reward@baseline_reward={reward}"]))
+
+
+def _sweep_jobs(group: str, name: str) -> list[list[str]]:
+    """The jobs of `python run.py -m group=name`; an Optuna search space gives its two corners instead."""
+    try:
+        return _jobs([f"{group}={name}"])
+    except Exception as error:
+        if "INTERVAL_SWEEP" not in str(error):
+            raise
+    return [[f"{group}={name}", "sft.optimizer.lr=1e-5", "model.hparams.sft_epochs=1"],
+            [f"{group}={name}", "sft.optimizer.lr=3e-3", "model.hparams.sft_epochs=6"]]
+
+
+FILES = [("experiment", name) for name in EXPERIMENTS] + [("sweep", name) for name in SWEEPS]
+
+
+@pytest.mark.parametrize(("group", "name"), FILES, ids=[f"{g}={n}" for g, n in FILES])
+def test_every_job_of_every_experiment_and_sweep_passes(group, name):
+    jobs = _sweep_jobs(group, name)
+    assert jobs
+    for job in jobs:
+        validate_config(_resolved(tuple(job)))
+    GlobalHydra.instance().clear()
+
+
+def test_the_stage_wrapper_validates_before_the_logger_and_records_the_failure(cfg_factory, monkeypatch,
+                                                                                 tmp_path):
+    import cmt.stages
+
+    def no_logger(*args, **kwargs):
+        raise AssertionError("the logger was built before the config was validated")
+
+    monkeypatch.setattr(cmt.stages, "build_logger", no_logger)
+    cfg = cfg_factory(["sft.batch_size=0"])
+    with pytest.raises(ConfigError, match=r"^sft.batch_size=0: must be an integer >= 1$"):
+        cmt.stages.run(cfg)
+    failures = [json.loads(line) for line in (tmp_path / "results" / "failures.jsonl").read_text().splitlines()]
+    assert [(f["error_type"], f["error"]) for f in failures] == [
+        ("ConfigError", "sft.batch_size=0: must be an integer >= 1")]
+    assert not (tmp_path / "artifacts").exists()
+
+
+def test_run_py_fails_fast_with_one_error_line(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, "run.py", "sft.optimizer.lr=-1", "logger=none", f"paths.artifacts={tmp_path}/artifacts",
+         f"paths.results={tmp_path}/results", f"hydra.run.dir={tmp_path}/job"],
+        check=False, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 1, out.stderr[-2000:]
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: sft.optimizer.lr=-1: "), out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+    # Nothing ran: no pipeline step started, no artifact written, no result row appended.
+    assert "pipeline step" not in out.stdout
+    assert not (tmp_path / "artifacts").exists()
+    assert not (tmp_path / "results" / "runs.jsonl").exists()
