@@ -3,7 +3,9 @@
 ``conf/model/*.yaml`` describe where a model comes from (``source``: a hub id, or ``bundled:NAME`` for a
 model shipped in ``cmt/assets``; ``path``: a local folder that overrides the source) and how to wrap it
 (dtype, LoRA through PEFT). Fine-tuned checkpoints are plain ``save_pretrained`` folders, so every later
-stage loads them with the same function.
+stage loads them with the same function. Weights are written as safetensors and read back as safetensors
+(transformers and PEFT prefer them, and load a legacy ``.bin`` only with ``torch.load(weights_only=True)``),
+so loading a model never unpickles arbitrary objects.
 """
 
 from __future__ import annotations

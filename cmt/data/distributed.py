@@ -60,6 +60,10 @@ class DistributedLengthGroupedSampler(Sampler[list[int]]):
         """Called by Lightning before each epoch; every process then draws the same global order."""
         self.global_batches.set_epoch(epoch)
 
+    def resume(self, epoch: int, batches_done: int) -> None:
+        """Skip the first ``batches_done`` batches of ``epoch`` (see `LengthGroupedSampler.resume`)."""
+        self.global_batches.resume(epoch, batches_done)
+
     def __iter__(self) -> Iterator[list[int]]:
         for batch in self.global_batches:
             if len(batch) < self.num_replicas:
@@ -71,7 +75,7 @@ class DistributedLengthGroupedSampler(Sampler[list[int]]):
 
 
 def length_grouped_sampler(lengths: Sequence[int], batch_size: int, seed: int,
-                           trainer: Any = None) -> Sampler[list[int]]:
+                           trainer: Any = None) -> LengthGroupedSampler | DistributedLengthGroupedSampler:
     """The SFT batch sampler for ``trainer``: sharded when it runs several processes, else the plain one.
 
     Args:

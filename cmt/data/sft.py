@@ -54,15 +54,22 @@ class LengthGroupedSampler(Sampler[list[int]]):
     """Batches of similar length (less padding), in a random order that is fixed by seed and epoch.
 
     Examples are shuffled, cut into windows of ``window`` batches, sorted by length within a window and
-    batched; the batch order is then shuffled again so that lengths do not trend over an epoch.
+    batched; the batch order is then shuffled again so that lengths do not trend over an epoch. A resumed
+    run calls `resume` so that its first pass skips the batches the killed run already trained on.
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, window: int = 64):
         self.lengths, self.batch_size, self.seed, self.window = list(lengths), batch_size, seed, window
         self.epoch = 0
+        self.skip = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def resume(self, epoch: int, batches_done: int) -> None:
+        """Make the next pass the rest of ``epoch`` after its first ``batches_done`` batches (the next epoch
+        when it was finished). The length stays the whole epoch's, as Lightning's restored counters expect."""
+        self.epoch, self.skip = (epoch + 1, 0) if batches_done >= len(self) else (epoch, batches_done)
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = random.Random(self.seed * 1_000_003 + self.epoch)
@@ -75,7 +82,8 @@ class LengthGroupedSampler(Sampler[list[int]]):
             batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
         rng.shuffle(batches)
         self.epoch += 1
-        return iter(batches)
+        skip, self.skip = self.skip, 0
+        return iter(batches[skip:])
 
     def __len__(self) -> int:
         return -(-len(self.lengths) // self.batch_size)
@@ -99,10 +107,12 @@ class SFTDataModule(pl.LightningDataModule):
     """Train (and optional validation) loaders over already tokenized examples."""
 
     def __init__(self, train: Sequence[Example], val: Sequence[Example], batch_size: int, pad_id: int,
-                 seed: int):
+                 seed: int, start: tuple[int, int] = (0, 0)):
         super().__init__()
         self.train, self.val = list(train), list(val)
         self.batch_size, self.pad_id, self.seed = batch_size, pad_id, seed
+        # (epoch, batches of it already trained on) where a resumed run starts.
+        self.start = start
 
     def _collate(self, batch: Sequence[Example]) -> dict[str, torch.Tensor]:
         return collate(batch, self.pad_id)
@@ -113,6 +123,7 @@ class SFTDataModule(pl.LightningDataModule):
 
         sampler = length_grouped_sampler([len(e.input_ids) for e in self.train], self.batch_size, self.seed,
                                          self.trainer)
+        sampler.resume(*self.start)
         return DataLoader(self.train, batch_sampler=sampler, collate_fn=self._collate)
 
     def val_dataloader(self) -> DataLoader:

@@ -113,7 +113,8 @@ class RLModule(pl.LightningModule):
         self.rl, self.reward = rl, reward
         self.optimizer_factory, self.critic_optimizer_factory = optimizer, critic_optimizer
         self.val_batch_size = val_batch_size
-        self.generator = torch.Generator()
+        # The rollouts' sampler, seeded from the job's seed; a resumed run restores its state instead.
+        self.generator = torch.Generator().manual_seed(int(torch.initial_seed()) % (2**63))
         self.eos_ids = sorted({tokenizer.eos_token_id, tokenizer.pad_token_id} - {None})
         self.history: list[dict[str, float]] = []
 
@@ -124,8 +125,14 @@ class RLModule(pl.LightningModule):
             optimizers.append(self.critic_optimizer_factory(params=list(self.critic.parameters())))
         return optimizers
 
-    def on_train_start(self) -> None:
-        self.generator.manual_seed(int(torch.initial_seed()) % (2**63))
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the rollout sampler's state and the per-step history in a resumable checkpoint (Lightning
+        saves weights, optimizers and loop counters)."""
+        checkpoint["rl"] = {"generator": self.generator.get_state(), "history": self.history}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.generator.set_state(checkpoint["rl"]["generator"])
+        self.history = list(checkpoint["rl"]["history"])
 
     @contextlib.contextmanager
     def _reference_model(self) -> Iterator[torch.nn.Module]:
@@ -174,18 +181,21 @@ class RLModule(pl.LightningModule):
         token_rewards = rewards.token_rewards(batch.tokens.shape[1])
         batch.fields["old_logprobs"] = sampled.logprobs.float()
         metrics = dict(rewards.metrics())
-        all_rows = batch.rows(torch.arange(len(rollouts)))
+        # Forward passes over all rollouts go micro-batch by micro-batch: with a real vocabulary the logits of
+        # every rollout at once would take gigabytes.
+        chunks = [batch.rows(index) for index in torch.arange(len(rollouts)).split(int(self.rl.micro_batch_size))]
         if float(self.rl.kl_coef) > 0:
             with self._reference_model() as reference:
-                ref_logprobs, _ = self._forward(reference, all_rows, batch.prompt_width)
+                ref_logprobs = torch.cat([self._forward(reference, rows, batch.prompt_width)[0] for rows in chunks])
             batch.fields["ref_logprobs"] = ref_logprobs
             if self.rl.kl_mode == "reward":
                 penalty = kl_penalty(batch.fields["old_logprobs"], ref_logprobs, self.rl.kl_estimator) * batch.mask
                 token_rewards = token_rewards - float(self.rl.kl_coef) * penalty
         values = None
         if self.critic is not None:
-            values = completion_slice(self.critic(all_rows["input_ids"], all_rows["attention_mask"],
-                                                  all_rows["position_ids"]), batch.prompt_width, batch.tokens.shape[1])
+            values = torch.cat([
+                completion_slice(self.critic(rows["input_ids"], rows["attention_mask"], rows["position_ids"]),
+                                 batch.prompt_width, batch.tokens.shape[1]) for rows in chunks])
             batch.fields["old_values"] = values * batch.mask
         advantages = compute_advantages(self.rl.advantage, AdvantageInputs(
             token_rewards=token_rewards, mask=batch.mask, values=values, gamma=float(self.rl.gamma),

@@ -58,6 +58,13 @@ class SFTModule(pl.LightningModule):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self.log("val/loss", self(batch), prog_bar=True, batch_size=batch["input_ids"].shape[0])
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the target-token count in a resumable checkpoint (Lightning saves weights and optimizers)."""
+        checkpoint["sft"] = {"target_tokens": self.target_tokens}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.target_tokens = int(checkpoint["sft"]["target_tokens"])
+
     def configure_optimizers(self) -> Any:
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = self.optimizer_factory(params=params)

@@ -6,7 +6,8 @@
   ``baseline_reward`` (``reward@baseline_reward=outcome_only`` by default: the outcome reward only).
 
 The config is validated before any model loads. The policy is trained by `cmt.modules.rl.RLModule` and
-saved where ``stage=eval`` looks for the method.
+saved where ``stage=eval`` looks for the method. Training checkpoints itself and resumes a killed run of the
+same config (`cmt.checkpointing`, docs/resume.md).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import time
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
+from cmt.checkpointing import Checkpointer
 from cmt.data.prompts import render_prompt
 from cmt.data.suite import train_problems
 from cmt.models import load_model, save_model
@@ -27,6 +29,9 @@ from cmt.modules.rl import Critic, RLModule
 from cmt.rl.config import validate_rl_config
 from cmt.stages.common import StageContext, checkpoint_dir, method, require_checkpoint
 from cmt.stages.sft import build_trainer
+
+# The config nodes that decide what an RL run computes: a checkpoint made under other values is not resumed.
+FINGERPRINT_KEYS = ("seed", "model", "prompt", "rl", "reward", "baseline_reward", "teach.n", "benchmark", "trainer")
 
 
 def step_indices(n_problems: int, steps: int, per_step: int, seed: int) -> list[int]:
@@ -38,6 +43,25 @@ def step_indices(n_problems: int, steps: int, per_step: int, seed: int) -> list[
         rng.shuffle(order)
         indices += order
     return indices[:steps * per_step]
+
+
+class StepBatches(Sampler[list[int]]):
+    """The problem indices of each RL step, one batch per step, from step ``start`` on.
+
+    A resumed run starts after the steps the killed run took; the length stays the number of all steps,
+    as Lightning's restored loop counters expect.
+    """
+
+    def __init__(self, indices: list[int], per_step: int, start: int = 0):
+        self.batches = [indices[i:i + per_step] for i in range(0, len(indices), per_step)]
+        self.start = start
+
+    def __iter__(self):
+        start, self.start = self.start, 0
+        return iter(self.batches[start:])
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 def build_critic(cfg, checkpoint) -> Critic:
@@ -75,22 +99,26 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
                       reference=reference, critic=critic, critic_optimizer=critic_optimizer,
                       val_batch_size=int(cfg.eval.batch_size))
     steps, per_step = int(cfg.rl.steps), int(cfg.rl.prompts_per_step)
-    train_loader = DataLoader(step_indices(len(train), steps, per_step, cfg.seed), batch_size=per_step,
-                              collate_fn=list)
+    out = checkpoint_dir(cfg, method_name)
+    checkpointer = Checkpointer.from_config(cfg, out, FINGERPRINT_KEYS)
+    resume = checkpointer.resume_point(cfg.resume)
+    batches = StepBatches(step_indices(len(train), steps, per_step, cfg.seed), per_step,
+                          start=resume.batches_in_epoch if resume else 0)
+    train_loader = DataLoader(range(len(train)), batch_sampler=batches, collate_fn=list)
     val_loader = DataLoader(list(range(len(val_problems))), batch_size=len(val_problems) or 1, collate_fn=list)
     # Gradients are clipped by the module (manual optimisation), at rl.max_grad_norm.
-    trainer = build_trainer(ctx, max_epochs=1, val_check_interval=min(int(cfg.rl.val_interval), steps),
+    trainer = build_trainer(ctx, 1, checkpointer, val_check_interval=min(int(cfg.rl.val_interval), steps),
                             limit_val_batches=1.0 if val_problems else 0, check_val_every_n_epoch=None,
                             gradient_clip_val=None, strategy="auto", devices=1)
     print(f"{method_name}: {steps} RL steps of {per_step} prompts x {cfg.rl.group_size} rollouts "
           f"({cfg.rl.name}, reward {reward_cfg.name}) from {parent}")
     policy.train()
     started = time.perf_counter()
-    trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
-    train_time = time.perf_counter() - started
-    out = checkpoint_dir(cfg, method_name)
+    checkpointer.fit(trainer, module, resume, train_dataloaders=train_loader, val_dataloaders=val_loader)
+    train_time = checkpointer.earlier_time_s + time.perf_counter() - started
     save_model(module.policy, tokenizer, out)
     ctx.save_config(out.parent)
+    checkpointer.clear()
     rollout_tokens = sum(h["train/completion_length"] for h in module.history) * per_step * int(cfg.rl.group_size)
     ctx.training[method_name] = {"train_time_s": train_time, "train_tokens": rollout_tokens}
     first = module.history[0]

@@ -1,7 +1,8 @@
 """``stage=comt_sft`` and ``stage=cot_sft``: fine-tune the student on one kind of teacher trace.
 
 Reads the training set written by ``stage=teach``, trains `cmt.modules.sft.SFTModule` with a Lightning
-Trainer (loss on the target tokens only), and saves the model where the next stage looks for it.
+Trainer (loss on the target tokens only), and saves the model where the next stage looks for it. Training
+checkpoints itself and resumes a killed run of the same config (`cmt.checkpointing`, docs/resume.md).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import time
 
 from hydra.utils import instantiate
 
+from cmt.checkpointing import Checkpointer
 from cmt.data.prompts import render_prompt
 from cmt.data.sft import SFTDataModule, tokenize_pairs
 from cmt.models import load_model, save_model
@@ -19,8 +21,16 @@ from cmt.results.store import read_jsonl
 from cmt.stages.common import MissingInputError, StageContext, checkpoint_dir, method, training_set_path
 
 
-def build_trainer(ctx: StageContext, max_epochs: int, **overrides):
-    """A Lightning Trainer from ``cfg.trainer`` with the job's logger."""
+# The config nodes that decide what an SFT run computes: a checkpoint made under other values is not resumed.
+FINGERPRINT_KEYS = ("seed", "model", "prompt", "sft", "teach", "benchmark", "teacher", "trainer")
+
+
+def build_trainer(ctx: StageContext, max_epochs: int, checkpointer: Checkpointer | None = None, **overrides):
+    """A Lightning Trainer from ``cfg.trainer`` with the job's logger (and ``checkpointer``, which saves
+    through its own checkpoint I/O plugin, beside the callbacks and plugins the trainer config names)."""
+    if checkpointer is not None:
+        overrides["callbacks"] = [*instantiate(ctx.cfg.trainer.get("callbacks") or []), checkpointer]
+        overrides["plugins"] = [*instantiate(ctx.cfg.trainer.get("plugins") or []), checkpointer.io]
     return instantiate(ctx.cfg.trainer, max_epochs=max_epochs, logger=ctx.logger or False, **overrides)
 
 
@@ -43,18 +53,22 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
                               cfg.prompt.target_prefix)
     random.Random(cfg.seed).shuffle(examples)
     n_val = int(len(examples) * cfg.sft.val_fraction)
-    data = SFTDataModule(examples[n_val:], examples[:n_val], cfg.sft.batch_size, tokenizer.pad_token_id, cfg.seed)
+    out = checkpoint_dir(cfg, method_name)
+    checkpointer = Checkpointer.from_config(cfg, out, FINGERPRINT_KEYS)
+    resume = checkpointer.resume_point(cfg.resume)
+    data = SFTDataModule(examples[n_val:], examples[:n_val], cfg.sft.batch_size, tokenizer.pad_token_id, cfg.seed,
+                         start=(resume.epoch, resume.batches_in_epoch) if resume else (0, 0))
     module = SFTModule(model, instantiate(cfg.sft.optimizer), instantiate(cfg.sft.scheduler))
-    trainer = build_trainer(ctx, cfg.sft.epochs, limit_val_batches=1.0 if n_val else 0)
+    trainer = build_trainer(ctx, cfg.sft.epochs, checkpointer, limit_val_batches=1.0 if n_val else 0)
     print(f"{method_name}: training {type(model).__name__} on {len(examples) - n_val} {spec.trace} traces "
           f"({cfg.sft.epochs} epochs)")
     model.train()
     started = time.perf_counter()
-    trainer.fit(module, datamodule=data)
-    train_time = time.perf_counter() - started
-    out = checkpoint_dir(cfg, method_name)
+    checkpointer.fit(trainer, module, resume, datamodule=data)
+    train_time = checkpointer.earlier_time_s + time.perf_counter() - started
     save_model(module.model, tokenizer, out)
     ctx.save_config(out.parent)
+    checkpointer.clear()
     ctx.training[method_name] = {"train_time_s": train_time, "train_tokens": float(module.target_tokens)}
     metrics = {f"{method_name}/{k.replace('/', '_')}": float(v) for k, v in trainer.callback_metrics.items()}
     metrics.update({f"{method_name}/train_time_s": train_time, f"{method_name}/train_tokens": float(module.target_tokens)})
