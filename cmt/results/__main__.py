@@ -5,6 +5,7 @@
     python -m cmt.results table experiment=paper_main          # Hydra-style filters work too
     python -m cmt.results plots [filters] [--out-dir DIR] [--predictions FILE_OR_DIR ...]
     python -m cmt.results wandb [filters] [--project cmt] [--entity NAME] [--report] [--offline]
+    python -m cmt.results failures [filters]                   # the failed jobs of a sweep, one line each
 
 The store defaults to ``$CMT_RESULTS/runs.jsonl`` (``results/runs/runs.jsonl``), as written by the stages.
 Errors are one line on stderr and exit status 1.
@@ -182,6 +183,20 @@ def cmd_wandb(args: argparse.Namespace) -> None:
     print(f"report: {url}", file=sys.stderr)
 
 
+def cmd_failures(args: argparse.Namespace) -> None:
+    """List the failed jobs recorded beside the store (``failures.jsonl``), oldest first, one line each."""
+    path = _store_path(args.store).parent / "failures.jsonl"
+    failures = tables.filter_rows(read_rows(path), args.experiment, args.sweep, _list(args.model))
+    if not failures:
+        print(f"no failed jobs in {path}" + (" matching the filters" if path.is_file() else ""))
+        return
+    print(f"{len(failures)} failed job(s) in {path}:")
+    for row in failures:
+        overrides = " ".join(row.get("overrides") or []) or "(no overrides)"
+        print(f"- {row.get('created_at', '?')} {row.get('experiment')}/{row.get('sweep')} stage={row.get('stage')} "
+              f"{overrides}: {row.get('error_type')}: {row.get('error')} [{row.get('output_dir')}]")
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--experiment", help="only rows of this experiment (experiment=NAME also works)")
     parser.add_argument("--sweep", help="only rows of this sweep")
@@ -208,7 +223,7 @@ def _add_table_options(parser: argparse.ArgumentParser) -> None:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    """The ``python -m cmt.results`` parser with its three commands."""
+    """The ``python -m cmt.results`` parser with its commands."""
     parser = argparse.ArgumentParser(prog="python -m cmt.results", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     table = commands.add_parser("table", help="a result table of the run store")
@@ -232,6 +247,9 @@ def make_parser() -> argparse.ArgumentParser:
     wandb.add_argument("--title", help="the report's title")
     wandb.add_argument("--offline", action="store_true", help="use the local store even when W&B is configured")
     wandb.set_defaults(run=cmd_wandb)
+    failures = commands.add_parser("failures", help="the failed jobs recorded beside the run store")
+    _add_common(failures)
+    failures.set_defaults(run=cmd_failures)
     return parser
 
 

@@ -158,7 +158,8 @@ def test_tiny_paper_main_trains_every_method_and_the_symbolic_ablation_evaluates
 
 @pytest.fixture(scope="module")
 def failing_sweep(models, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    """Three teach jobs; the second asks for an unknown trace kind and raises before it writes anything."""
+    """Three teach jobs; the second asks for an unknown trace kind, which the config check rejects before
+    anything is written."""
     workdir = tmp_path_factory.mktemp("failing")
     out = run_cli(workdir, "stage=teach", "teach.kinds=[comt],[bogus],[cot]", "teach.n=8",
                   f"model.path={models}/tiny")
@@ -179,11 +180,20 @@ def test_a_failing_job_is_recorded_in_the_results_folder(failing_sweep):
     failures = [json.loads(line) for line in (workdir / "results" / "failures.jsonl").read_text().splitlines()]
     assert len(failures) == 1
     failure = failures[0]
-    assert failure["stage"] == "teach" and failure["error_type"] == "ValueError"
+    assert failure["stage"] == "teach" and failure["error_type"] == "ConfigError"
     assert "unknown kinds" in failure["error"] and "\n" not in failure["error"]
     assert "teach.kinds=[bogus]" in failure["overrides"]
     assert failure["output_dir"].endswith("multirun/1")
     assert {"run_id", "experiment", "sweep", "model", "seed", "git_sha", "config_hash", "created_at"} <= set(failure)
+
+
+def test_the_failures_command_lists_the_failed_job(failing_sweep):
+    workdir, _ = failing_sweep
+    out = subprocess.run([sys.executable, "-m", "cmt.results", "failures", "--store", str(workdir / "results")],
+                         capture_output=True, text=True, check=True)
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("1 failed job(s)")
+    assert "teach.kinds=[bogus]" in lines[1] and "ConfigError" in lines[1] and "unknown kinds" in lines[1]
 
 
 # --- launcher=joblib (where its plugin is installed) --------------------------------------------------------
