@@ -36,8 +36,14 @@ class Sampled:
 @torch.no_grad()
 def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
            eos_ids: Sequence[int], pad_id: int, temperature: float = 0.0,
-           generator: torch.Generator | None = None) -> Sampled:
+           generator: torch.Generator | None = None, compact_fraction: float = 0.25) -> Sampled:
     """Sample up to ``max_new_tokens`` tokens after left-padded prompts.
+
+    Rows that have ended leave the batch: once at least ``compact_fraction`` of the rows still being
+    decoded have emitted EOS, they are dropped from the KV cache and the batch (``Cache.batch_select_indices``),
+    so a batch whose lengths vary no longer pays for its longest row on every row. Each row's tokens and
+    log-probs are unchanged by this (greedy decoding gives the same tokens; sampling draws from the same
+    distributions, though from a different stream of the generator once the batch shrinks).
 
     Args:
         model: A causal LM that accepts ``past_key_values``, ``position_ids`` and ``logits_to_keep``.
@@ -45,6 +51,8 @@ def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torc
         eos_ids: Token ids that end a sequence.
         temperature: 0 for greedy decoding, else softmax sampling at this temperature.
         generator: Random generator for sampling (reproducible rollouts).
+        compact_fraction: Drop ended rows when they are at least this fraction of the live batch
+            (1.0: only when all have ended, i.e. never compact).
     """
     device = input_ids.device
     batch = input_ids.shape[0]
@@ -53,11 +61,17 @@ def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torc
     cache = DynamicCache()
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                 past_key_values=cache, use_cache=True, logits_to_keep=1)
+    tokens = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    logprobs = torch.zeros((batch, max_new_tokens), dtype=torch.float32, device=device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     lengths = torch.zeros(batch, dtype=torch.long, device=device)
-    tokens, logprobs = [], []
+    # The rows still in the batch (indices into the full batch), and which of them have ended.
+    live = torch.arange(batch, device=device)
+    ended = torch.zeros(batch, dtype=torch.bool, device=device)
     next_position = position_ids[:, -1:] + 1
-    for _ in range(max_new_tokens):
+    steps = 0
+    for step in range(max_new_tokens):
+        steps = step + 1
         logits = out.logits[:, -1].float()
         if temperature > 0:
             logits = logits / temperature
@@ -67,21 +81,26 @@ def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torc
         else:
             choice = step_logprobs.argmax(-1)
         chosen_logprob = step_logprobs.gather(1, choice[:, None]).squeeze(1)
-        choice = torch.where(finished, torch.full_like(choice, pad_id), choice)
-        tokens.append(choice)
-        logprobs.append(torch.where(finished, torch.zeros_like(chosen_logprob), chosen_logprob))
-        lengths += (~finished).long()
-        finished |= torch.isin(choice, eos)
-        if bool(finished.all()):
+        choice = torch.where(ended, torch.full_like(choice, pad_id), choice)
+        tokens[live, step] = choice
+        logprobs[live, step] = torch.where(ended, torch.zeros_like(chosen_logprob), chosen_logprob)
+        lengths[live] += (~ended).long()
+        ended = ended | torch.isin(choice, eos)
+        n_ended = int(ended.sum())
+        if n_ended == live.shape[0]:
             break
+        if n_ended and n_ended >= compact_fraction * live.shape[0]:
+            keep = torch.nonzero(~ended).squeeze(1)
+            finished[live[ended]] = True
+            cache.batch_select_indices(keep)
+            live, choice, attention_mask = live[keep], choice[keep], attention_mask[keep]
+            next_position, ended = next_position[keep], ended[keep]
         attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
         out = model(input_ids=choice[:, None], attention_mask=attention_mask, position_ids=next_position,
                     past_key_values=cache, use_cache=True)
         next_position = next_position + 1
-    if not tokens:
-        empty = torch.zeros((batch, 0), dtype=torch.long, device=device)
-        return Sampled(empty, empty.float(), lengths, finished)
-    return Sampled(torch.stack(tokens, 1), torch.stack(logprobs, 1), lengths, finished)
+    finished[live[ended]] = True
+    return Sampled(tokens[:, :steps], logprobs[:, :steps], lengths, finished)
 
 
 def left_pad(tokenizer, texts: Sequence[str], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:

@@ -17,7 +17,10 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: floa
     Returns:
         (B, T) float32 log-probs (``logit[token] - logsumexp(logits)``, without a (B, T, V) softmax copy).
     """
-    logits = logits.float() / temperature
+    logits = logits.float()
+    if temperature != 1.0:
+        # Skipped at 1.0: the division would copy the (B, T, V) logits (and keep the copy for backward).
+        logits = logits / temperature
     chosen = logits.gather(-1, tokens.long().unsqueeze(-1)).squeeze(-1)
     return chosen - torch.logsumexp(logits, dim=-1)
 

@@ -1,0 +1,78 @@
+"""The limit of an RL step: its two bare parts done directly, with nothing around them.
+
+1. one batched ``model.generate`` (transformers, KV cache) of the step's rollouts: the same prompts,
+   group size, maximum length and sampling (temperature, no top-k/top-p);
+2. one forward + backward over the generated sequences, in the step's micro-batches, with a per-token
+   log-prob loss on the completion tokens.
+
+Our step also scores, runs the reference model for the KL term and steps the optimizer, so its time over
+the sum of these two says how much the step's plumbing (and KL) costs on top of the unavoidable work.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from perf import data, models
+from perf.measure import median, sync
+
+
+def generate_and_backward(model, tokenizer, prompts: list[str], max_new_tokens: int, temperature: float,
+                          micro_batch_size: int, device: str) -> dict[str, float]:
+    """Time one batched ``generate`` and one forward + backward over its output; returns seconds and tokens."""
+    import torch
+
+    from cmt.generation import left_pad
+
+    inputs = left_pad(tokenizer, prompts, device)
+    eos = sorted({tokenizer.eos_token_id, tokenizer.pad_token_id} - {None})
+    model.eval()
+    sync(device)
+    started = time.perf_counter()
+    with torch.no_grad():
+        sequences = model.generate(**inputs, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
+                                   max_new_tokens=max_new_tokens, eos_token_id=eos,
+                                   pad_token_id=tokenizer.pad_token_id, use_cache=True)
+    sync(device)
+    generate_s = time.perf_counter() - started
+    width = inputs["input_ids"].shape[1]
+    completion = sequences[:, width:]
+    # Completion tokens up to and including the first EOS count; what generate pads after it does not.
+    ended = torch.isin(completion, torch.tensor(eos, device=completion.device)).long().cumsum(1)
+    mask = ((ended == 0) | ((ended == 1) & torch.isin(completion, torch.tensor(eos, device=completion.device))))
+    mask = mask.long()
+    attention = torch.cat([inputs["attention_mask"], mask], dim=1)
+    model.train()
+    sync(device)
+    started = time.perf_counter()
+    for first in range(0, sequences.shape[0], micro_batch_size):
+        rows = slice(first, first + micro_batch_size)
+        logits = model(input_ids=sequences[rows], attention_mask=attention[rows],
+                       logits_to_keep=completion.shape[1] + 1).logits[:, :-1].float()
+        logprobs = torch.log_softmax(logits / temperature, -1).gather(-1, completion[rows, :, None]).squeeze(-1)
+        loss = -(logprobs * mask[rows]).sum() / mask.sum().clamp(min=1)
+        loss.backward()
+    sync(device)
+    backward_s = time.perf_counter() - started
+    model.zero_grad(set_to_none=True)
+    return {"generate_s": generate_s, "forward_backward_s": backward_s,
+            "completion_tokens": float(mask.sum(1).float().mean())}
+
+
+def bare_parts(settings: dict[str, Any], workdir: str) -> dict[str, Any]:
+    """The median over ``limit_repeats`` runs (after one warm-up run) of the two bare parts and their sum."""
+    s = settings["rl"]
+    device = settings["device"]
+    model, tokenizer = models.load(f"{workdir}/model", settings["dtype"], device)
+    problems = data.synthetic_problems(int(s["prompts_per_step"]), int(settings["seed"]))
+    prompts = [data.render(p.question, tokenizer) for p in problems for _ in range(int(s["group_size"]))]
+    runs = []
+    for _ in range(int(s["limit_repeats"]) + 1):
+        runs.append(generate_and_backward(model, tokenizer, prompts, int(s["max_new_tokens"]),
+                                          float(s["temperature"]), int(s["micro_batch_size"]), device))
+    runs = runs[1:]
+    result = {key: median([r[key] for r in runs]) for key in runs[0]}
+    result["limit_s"] = median([r["generate_s"] + r["forward_backward_s"] for r in runs])
+    result["repeats"] = len(runs)
+    return result

@@ -1,0 +1,98 @@
+"""The model both sides train: a Qwen2-architecture shape with random weights and the bundled tiny tokenizer.
+
+No machine here reaches a model hub, so every shape is built from a config: ``tiny-random`` is the bundled
+tiny model's shape, ``qwen2.5-*-shape`` the published Qwen2.5 sizes (vocabulary cut to the tiny tokenizer's,
+so the embedding is small and the FLOPs are the transformer's), and ``tiny`` the bundled model with its
+pretrained weights (it writes answers and ends them, so lengths vary as in real runs). The weights are
+saved once per harness run (:func:`prepare`) and every worker loads that folder, so both sides of a
+comparison start from the same weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# Qwen2.5 shapes (hidden, intermediate, layers, heads, kv heads, tied embeddings) from their config.json.
+SHAPES: dict[str, dict[str, Any] | None] = {
+    "tiny": None,
+    "tiny-random": {},
+    "qwen2.5-0.5b-shape": {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
+                           "num_attention_heads": 14, "num_key_value_heads": 2, "tie_word_embeddings": True},
+    "qwen2.5-1.5b-shape": {"hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28,
+                           "num_attention_heads": 12, "num_key_value_heads": 2, "tie_word_embeddings": True},
+    "qwen2.5-7b-shape": {"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+                         "num_attention_heads": 28, "num_key_value_heads": 4, "tie_word_embeddings": False},
+}
+
+
+def torch_dtype(name: str):
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def build(shape: str, dtype: str = "float32", device: str = "cpu", seed: int = 0):
+    """(model, tokenizer) of ``shape``, random weights drawn from ``seed`` (pretrained for ``tiny``).
+
+    Raises:
+        ValueError: For an unknown shape, naming the known ones.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from cmt.models import bundled_path, load_tokenizer
+
+    if shape not in SHAPES:
+        raise ValueError(f"unknown --model {shape!r}; choose one of {', '.join(SHAPES)}")
+    tiny = bundled_path("tiny")
+    tokenizer = load_tokenizer(str(tiny))
+    if SHAPES[shape] is None:
+        model = AutoModelForCausalLM.from_pretrained(str(tiny), dtype=torch_dtype(dtype))
+        return model.to(device), tokenizer
+    config = AutoConfig.from_pretrained(str(tiny))
+    for key, value in SHAPES[shape].items():
+        setattr(config, key, value)
+    # Room for GSM8K prompts plus long completions under the tiny tokenizer (HFLM truncates to this).
+    config.max_position_embeddings = max(int(config.max_position_embeddings), 2048)
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype(dtype))
+    return model, tokenizer
+
+
+def prepare(shape: str, dtype: str, folder: str | Path, seed: int = 0) -> dict[str, Any]:
+    """Build ``shape``, save it with its tokenizer to ``folder`` (the weights every worker loads), describe it."""
+    model, tokenizer = build(shape, dtype, "cpu", seed)
+    folder = Path(folder)
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return {"folder": str(folder), **describe(model)}
+
+
+def load(folder: str | Path, dtype: str, device: str):
+    """(model, tokenizer) saved by :func:`prepare`, on ``device``, in eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    from cmt.models import load_tokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch_dtype(dtype)).to(device)
+    model.eval()
+    return model, load_tokenizer(str(folder))
+
+
+def describe(model) -> dict[str, Any]:
+    """Parameter counts and the shape numbers the FLOPs formula needs."""
+    from perf.flops import matmul_params
+
+    config = model.config
+    return {"params": sum(p.numel() for p in model.parameters()), "matmul_params": matmul_params(model),
+            "layers": int(config.num_hidden_layers), "hidden": int(config.hidden_size),
+            "vocab": int(config.vocab_size)}
+
+
+def checkpointing(model, enabled: bool) -> None:
+    """Turn activation checkpointing on for our side (the peers get their trainer's own switch)."""
+    if enabled:
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable()

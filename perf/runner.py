@@ -1,0 +1,97 @@
+"""Run the comparisons: each side of each one in its own worker process, peers only where installed."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from perf.settings import ROOT
+
+# Comparison -> (our side, the peer's side or None, the peer's import name and what to call it).
+BENCHES = {
+    "sft": ("ours", "peer", "trl", "TRL SFTTrainer"),
+    "rl": ("ours", "peer", "trl", "TRL GRPOTrainer"),
+    "limit": ("ours", None, None, None),
+    "eval": ("ours", "peer", "lm_eval", "lm-evaluation-harness"),
+    "comt": ("comt", "cot", None, None),
+}
+INSTALL_HINT = 'pip install -e ".[perf]"'
+
+
+class PeerMissingError(RuntimeError):
+    """A peer framework is not installed; the message is the one line the harness prints."""
+
+
+def require_peer(module: str, label: str) -> None:
+    """Raise :class:`PeerMissingError` naming the install command when ``module`` cannot be imported."""
+    if importlib.util.find_spec(module) is None:
+        raise PeerMissingError(f"perf: {label} is not installed ({module}); install the peers with "
+                               f"`{INSTALL_HINT}` to compare with it. Measuring our side only.")
+
+
+def run_worker(bench: str, side: str, settings: dict[str, Any], workdir: Path,
+               timeout: float | None = None) -> dict[str, Any]:
+    """One side in a fresh ``python -m perf.worker`` process; its JSON result, or ``{"error": ...}``."""
+    settings_file = workdir / "settings.json"
+    settings_file.write_text(json.dumps(settings))
+    out = workdir / f"{bench}_{side}.json"
+    log = workdir / "logs" / f"{bench}_{side}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    if settings.get("threads"):
+        env["OMP_NUM_THREADS"] = str(settings["threads"])
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    command = [sys.executable, "-m", "perf.worker", bench, side, str(settings_file), str(workdir), str(out)]
+    started = time.perf_counter()
+    with open(log, "w") as handle:
+        try:
+            subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT, env=env, timeout=timeout,
+                           check=False)
+        except subprocess.TimeoutExpired:
+            return {"error": f"timed out after {timeout:.0f} s (log: {log})"}
+    if not out.is_file():
+        return {"error": f"the worker wrote no result (log: {log})"}
+    result = json.loads(out.read_text())
+    result["worker_s"] = time.perf_counter() - started
+    if "error" in result:
+        result["error"] = f"{result['error']} (log: {log})"
+    return result
+
+
+def run(benches: list[str], settings: dict[str, Any], workdir: str | Path | None = None,
+        say=print) -> dict[str, dict[str, Any]]:
+    """Run ``benches`` in order; returns ``{bench: {side: result}}`` (peer sides absent where not installed)."""
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="cmt-perf-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    say(f"perf: model={settings['model']} device={settings['device']} dtype={settings['dtype']} "
+        f"threads={settings.get('threads') or 'default'}; work folder {workdir}")
+    prepared = run_worker("prepare", "model", settings, workdir)
+    if "error" in prepared:
+        raise RuntimeError(f"perf: could not build model {settings['model']!r}: {prepared['error']}")
+    results: dict[str, dict[str, Any]] = {"_model": {"model": prepared}}
+    for bench in benches:
+        ours, peer, module, label = BENCHES[bench]
+        sides = {ours: None, **({peer: None} if peer else {})}
+        if module is not None:
+            try:
+                require_peer(module, label)
+            except PeerMissingError as missing:
+                say(str(missing))
+                sides.pop(peer)
+        results[bench] = {}
+        for side in sides:
+            started = time.perf_counter()
+            result = run_worker(bench, side, settings, workdir)
+            if "error" in result:
+                say(f"perf: {bench}/{side} failed: {result['error']}")
+            else:
+                say(f"perf: {bench}/{side} done in {time.perf_counter() - started:.0f} s")
+            results[bench][side] = result
+    return results

@@ -1,0 +1,149 @@
+"""The performance harness's own logic (perf/), without the peers: settings, timing, table, bare parts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from perf import agreement, flops, measure, report, runner
+from perf.settings import apply_override, load_settings
+
+
+def test_settings_load_apply_gpu_block_and_reject_unknown_keys():
+    cpu = load_settings(overrides=["rl.steps=7", "sft.lr=2e-3", "threads=1"])
+    assert cpu["rl"]["steps"] == 7 and cpu["sft"]["lr"] == pytest.approx(2e-3) and cpu["threads"] == 1
+    assert Path(cpu["eval"]["data"]).is_absolute()
+    gpu = load_settings(device="cuda", model="qwen2.5-0.5b-shape")
+    assert gpu["eval"]["n"] > cpu["eval"]["n"] and gpu["model"] == "qwen2.5-0.5b-shape"
+    with pytest.raises(ValueError, match="unknown setting"):
+        apply_override(dict(cpu), "rl.not_a_key=1")
+    with pytest.raises(ValueError, match="key=value"):
+        apply_override(dict(cpu), "rl.steps")
+
+
+def test_a_missing_peer_is_one_line_naming_the_extra_and_our_side_still_runs(monkeypatch, tmp_path):
+    with pytest.raises(runner.PeerMissingError, match=r'pip install -e "\.\[perf\]"'):
+        runner.require_peer("no_such_peer_module_xyz", "Some Peer")
+    monkeypatch.setitem(runner.BENCHES, "sft", ("ours", "peer", "no_such_peer_module_xyz", "Some Peer"))
+    ran = []
+
+    def fake_worker(bench, side, settings, workdir, timeout=None):
+        ran.append((bench, side))
+        return {"tokens_per_s": 10.0, "peak_rss_mb": 100.0} if bench != "prepare" else {"params": 1}
+
+    monkeypatch.setattr(runner, "run_worker", fake_worker)
+    said = []
+    results = runner.run(["sft"], load_settings(), workdir=tmp_path, say=said.append)
+    assert ("sft", "ours") in ran and ("sft", "peer") not in ran
+    missing = [line for line in said if "not installed" in line]
+    assert len(missing) == 1 and "\n" not in missing[0] and '.[perf]' in missing[0]
+    rows = report.build_rows(results)
+    assert rows[0].ours == 10.0 and rows[0].peer is None and rows[0].met is None
+
+
+def test_bare_parts_time_a_generate_and_a_backward_on_a_tiny_random_model():
+    from perf import limit, models
+
+    model, tokenizer = models.build("tiny-random", "float32", "cpu", seed=0)
+    parts = limit.generate_and_backward(model, tokenizer, ["Question: Mia has 3 apples.\nAnswer:"] * 2 + ["Hi"],
+                                        max_new_tokens=4, temperature=1.0, micro_batch_size=2, device="cpu")
+    assert parts["generate_s"] > 0 and parts["forward_backward_s"] > 0
+    assert 1 <= parts["completion_tokens"] <= 4
+    assert all(p.grad is None for p in model.parameters())  # gradients are cleared after timing
+
+
+def test_table_rows_ratios_goals_and_json_fields(tmp_path):
+    results = {
+        "_model": {"model": {"params": 3}},
+        "sft": {"ours": {"tokens_per_s": 300.0, "peak_rss_mb": 500.0}, "peer": {"tokens_per_s": 200.0, "peak_rss_mb": 600.0}},
+        "rl": {"ours": {"step_s": 1.0, "peak_rss_mb": 700.0, "generate_s": 0.4, "score_s": 0.2, "update_s": 0.4},
+               "peer": {"step_s": 2.0, "peak_rss_mb": 650.0}},
+        "limit": {"ours": {"limit_s": 0.8, "generate_s": 0.3, "forward_backward_s": 0.5}},
+        "eval": {"ours": {"problems_per_s": 30.0, "peak_rss_mb": 400.0, "accuracy": 0.5},
+                 "peer": {"problems_per_s": 10.0, "peak_rss_mb": 800.0, "accuracy": 0.5, "generation_match": 1.0,
+                          "answer_agreement_flexible": 0.9, "answer_agreement_strict": 1.0}},
+        "comt": {"comt": {"tokens_per_example": 50.0, "target_tokens_per_example": 20.0, "fit_s": 5.0},
+                 "cot": {"tokens_per_example": 100.0, "target_tokens_per_example": 40.0, "fit_s": 10.0}},
+    }
+    rows = {(r.section, r.metric): r for r in report.build_rows(results)}
+    sft = rows[("1 SFT", "non-padding tokens/s")]
+    assert sft.ratio == pytest.approx(1.5) and sft.met is True
+    assert rows[("2 RL", "seconds per step")].ratio == pytest.approx(2.0)
+    assert rows[("2 RL", "peak RSS MiB")].met is False
+    assert rows[("3 RL limit", "step s vs generate + fwd/bwd s")].ratio == pytest.approx(1.25)
+    assert rows[("3 RL limit", "step s vs generate + fwd/bwd s")].met is False
+    assert rows[("4 Eval", "problems/s")].ratio == pytest.approx(3.0)
+    assert rows[("5 CoMT vs CoT", "tokens per training example")].ratio == pytest.approx(0.5)
+    assert rows[("5 CoMT vs CoT", "SFT seconds per epoch")].ratio == pytest.approx(0.5)
+    table = report.render(list(rows.values()))
+    assert "problems/s" in table and table.splitlines()[0].startswith("section")
+    doc = report.document(results, load_settings(), list(rows.values()))
+    path = report.write(doc, tmp_path / "perf.json")
+    loaded = json.loads(path.read_text())
+    assert {"created_at", "host", "settings", "model", "results", "table"} <= set(loaded)
+    assert all(set(row) == set(report.FIELDS) for row in loaded["table"])
+    assert "_model" not in loaded["results"]
+
+
+def test_timing_window_and_token_counter():
+    import torch
+
+    assert measure.window([1.0, 2.0, 4.0], skip=1) == (1.0, 4.0, 2)
+    with pytest.raises(ValueError, match="steps ran"):
+        measure.window([1.0], skip=1)
+    counter = measure.TokenCounter()
+    layer = torch.nn.Module()
+    layer.forward = lambda input_ids=None, attention_mask=None: input_ids
+    counter.attach(layer)
+    layer(input_ids=torch.ones(2, 5), attention_mask=torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]))
+    layer(input_ids=torch.ones(1, 3))
+    assert [n for _, n in counter.events] == [8, 3]
+    assert counter.tokens_between(0.0, float("inf")) == 11
+    assert measure.median([3.0, 1.0, 2.0, 10.0]) == 2.5
+    assert measure.step_times([1.0, 2.0, 4.0, 7.0], skip=1) == [1.0, 2.0, 3.0]
+
+
+def test_answer_agreement_lines_up_lm_eval_and_our_extraction():
+    assert agreement.peer_value("$1,234.") == "1234" and agreement.peer_value("[invalid]") is None
+    assert agreement.same_answer("18", "18.0") and agreement.same_answer(None, None)
+    assert not agreement.same_answer("18", None)
+    assert agreement.cut_at_stops("x = 5.\n\nQuestion: next") == "x = 5.\n\n"
+    rates = agreement.compare(["She has 18 eggs. #### 18\nQuestion: more", "no number"],
+                              ["She has 18 eggs. #### 18\n", "no number"], ["18", "[invalid]"], ["18", "[invalid]"])
+    assert rates == {"generation_match": 1.0, "answer_agreement_flexible": 1.0, "answer_agreement_strict": 1.0,
+                     "peer_answered": 0.5}
+
+
+def test_mfu_needs_a_peak_and_counts_backward_three_times():
+    assert flops.mfu(1e12, 1.0, None) is None
+    assert flops.mfu(1e12, 2.0, 1e12) == pytest.approx(0.5)
+    forward = flops.flops_per_token(1000, 2, 8, 4, backward=False)
+    assert forward == pytest.approx(2 * 1000 + 2 * 2 * 8 * 4)
+    assert flops.flops_per_token(1000, 2, 8, 4, backward=True) == pytest.approx(3 * forward)
+    assert flops.peak_flops("cpu", "float32") is None and flops.peak_flops("cpu", "float32", 5e12) == 5e12
+
+
+def test_dropping_finished_rows_keeps_greedy_outputs_identical():
+    """The sampling optimisation measured by the harness (cmt.generation.sample's row compaction)."""
+    import torch
+
+    from cmt.generation import left_pad, sample
+    from perf import data, models
+
+    model, tokenizer = models.build("tiny", "float32", "cpu")
+    prompts = [data.render(p.question, tokenizer) for p in data.synthetic_problems(12, 0)] + ["Mia has", "7 +"]
+    inputs = left_pad(tokenizer, prompts)
+    kwargs = {"max_new_tokens": 24, "eos_ids": [tokenizer.eos_token_id], "pad_id": tokenizer.pad_token_id}
+    compacted = sample(model, **inputs, **kwargs, compact_fraction=0.1)
+    full = sample(model, **inputs, **kwargs, compact_fraction=1.0)
+    assert len(set(full.lengths.tolist())) > 1  # rows end at different steps, so compaction happened
+    assert torch.equal(compacted.tokens, full.tokens) and torch.equal(compacted.lengths, full.lengths)
+    assert torch.equal(compacted.finished, full.finished)
+    torch.testing.assert_close(compacted.logprobs, full.logprobs, atol=1e-4, rtol=1e-4)
