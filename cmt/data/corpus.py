@@ -9,9 +9,9 @@ Documents, mixed at random:
 
 - drills: ``12 + 15 = 27.`` lines over the number ranges of every split;
 - arithmetic in words: "Multiply 5 by 3 to get 15.", so the operation verbs mean something;
-- stories: the synthetic generator's events over *all* names, items and event kinds, each event followed
-  by the new state in words ("Now Mia has 27 apples."), so quantities and their updates are language the
-  model knows before it ever sees a problem.
+- stories: the synthetic generator's events over *all* names, items and event kinds, with the new
+  quantity stated after each event ("Now Mia has 27 apples.") or only at the end, so quantities and their
+  updates are language the model knows before it ever sees a problem.
 """
 
 from __future__ import annotations
@@ -70,20 +70,34 @@ def _words(rng: random.Random) -> str:
 
 
 def _story(rng: random.Random) -> str:
+    """A story over any names, items and event kinds.
+
+    Half the stories state the new quantity after every event ("Now Mia has 27 apples.", with the
+    product of a grouped event first: "That is 12 apples."); the other half state only the final quantity,
+    so the model also learns to carry a quantity through several events without writing it down.
+    """
     pool = rng.choice(["train", "held_out"])
     names = synthetic.NAMES[pool]
     (person, pronoun), (friend, _) = rng.sample(names, 2)
     items = rng.choice(synthetic.ITEMS[pool])
     scale = synthetic.SCALES["small" if rng.random() < 0.85 else "large"]
     state = synthetic.ProgramState(rng, person, pronoun, friend, items, scale,
-                             value=rng.randint(*scale["start"]), steps=[])
+                                   value=rng.randint(*scale["start"]), steps=[])
+    stepwise = rng.random() < 0.5
     sentences = [f"{person} has {state.value} {items}."]
-    for _ in range(rng.randint(1, 4)):
+    for _ in range(rng.randint(1, 4 if stepwise else 3)):
         event = rng.choice(synthetic.TRAIN_EVENTS + synthetic.UNSEEN_EVENTS)
+        n_steps = len(state.steps)
         sentence = event(state)
-        if sentence is not None:
-            ending = rng.choice(["", "", " in total", " left"])
-            sentences.append(f"{sentence} Now {person} has {state.value} {items}{ending}.")
+        if sentence is None:
+            continue
+        sentences.append(sentence)
+        if stepwise:
+            if len(state.steps) - n_steps == 2:
+                sentences.append(f"That is {state.steps[-2].value} {items}.")
+            sentences.append(f"Now {person} has {state.value} {items}{rng.choice(['', '', ' in total', ' left'])}.")
+    if not stepwise:
+        sentences.append(f"{rng.choice(['Now', 'In the end,', 'After that,'])} {person} has {state.value} {items}.")
     return " ".join(sentences)
 
 

@@ -17,14 +17,19 @@ from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
-from transformers import Qwen2ForCausalLM
+from transformers import (
+    AutoModelForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Qwen2ForCausalLM,
+)
 
 from cmt.data import synthetic
 from cmt.data.corpus import documents
 from cmt.data.sft import SFTDataModule, tokenize_documents
-from cmt.models import save_model
+from cmt.models import load_tokenizer, save_model
 from cmt.modules.sft import SFTModule
-from cmt.stages.common import StageContext
+from cmt.stages.common import MissingInputError, StageContext
 from cmt.stages.sft import build_trainer
 from cmt.teachers import KINDS
 from cmt.teachers.rule import RuleTeacher
@@ -43,13 +48,26 @@ def tokenizer_texts(corpus: list[str], n: int, seed: int) -> list[str]:
     return texts
 
 
+def initial_model(ctx: StageContext, corpus: list[str]) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A new model and tokenizer (trained on ``corpus``), or the saved ones ``stage.init_from`` names, whose
+    pretraining then continues on this run's corpus."""
+    cfg, stage = ctx.cfg, ctx.cfg.stage
+    if stage.init_from:
+        folder = Path(stage.init_from)
+        if not (folder / "config.json").is_file():
+            raise MissingInputError(f"stage.init_from={folder} is not a saved model folder; point it at the "
+                                    "stage.output_dir of an earlier `python run.py stage=pretrain`")
+        return AutoModelForCausalLM.from_pretrained(folder), load_tokenizer(str(folder))
+    tokenizer = train_tokenizer(tokenizer_texts(corpus, stage.tokenizer_documents, cfg.seed), stage.vocab_size)
+    torch.manual_seed(cfg.seed)
+    return Qwen2ForCausalLM(architecture(tokenizer, **stage.architecture)), tokenizer
+
+
 def run(ctx: StageContext) -> dict[str, float]:
     """Pretrain and save the tiny model; returns its final training loss and size."""
     cfg, stage = ctx.cfg, ctx.cfg.stage
     corpus = documents(stage.documents, seed=cfg.seed, drill_fraction=stage.drill_fraction)
-    tokenizer = train_tokenizer(tokenizer_texts(corpus, stage.tokenizer_documents, cfg.seed), stage.vocab_size)
-    torch.manual_seed(cfg.seed)
-    model = Qwen2ForCausalLM(architecture(tokenizer, **stage.architecture))
+    model, tokenizer = initial_model(ctx, corpus)
     n_params = sum(p.numel() for p in model.parameters())
     examples = tokenize_documents(tokenizer, corpus, stage.max_length)
     random.Random(cfg.seed).shuffle(examples)
@@ -59,7 +77,7 @@ def run(ctx: StageContext) -> dict[str, float]:
     module = SFTModule(model, instantiate(stage.optimizer), instantiate(stage.scheduler))
     model.train()
     started = time.perf_counter()
-    build_trainer(ctx, stage.epochs, limit_val_batches=0).fit(module, datamodule=data)
+    build_trainer(ctx, stage.epochs, limit_val_batches=0, precision=stage.precision).fit(module, datamodule=data)
     elapsed = time.perf_counter() - started
     save_model(module.model, tokenizer, Path(stage.output_dir))
     loss = float(module.trainer.callback_metrics.get("train/loss", float("nan")))
