@@ -83,7 +83,8 @@ def load_model(model_cfg: DictConfig | dict[str, Any], checkpoint: str | os.Path
     """Load the student described by ``model_cfg``, optionally from a fine-tuned ``checkpoint`` folder.
 
     Args:
-        model_cfg: A ``conf/model`` node (``source``, ``path``, ``dtype``, ``lora``).
+        model_cfg: A ``conf/model`` node (``source``, ``path``, ``dtype``, ``lora``,
+            ``activation_checkpointing``).
         checkpoint: A folder written by a training stage; it holds full weights, or a LoRA adapter over the
             base model of ``model_cfg``.
 
@@ -108,6 +109,11 @@ def load_model(model_cfg: DictConfig | dict[str, Any], checkpoint: str | os.Path
         model = PeftModel.from_pretrained(model, str(checkpoint), is_trainable=True)
     elif model_cfg.get("lora", {}).get("enabled", False):
         model = wrap_lora(model, model_cfg["lora"])
+    if model_cfg.get("activation_checkpointing", False):
+        # Training forwards keep only each layer's input and recompute the rest in the backward pass: about a
+        # third more compute for a fraction of the activation memory. Non-reentrant, so frozen inputs (LoRA)
+        # need no requires_grad workaround. Inference (eval mode) is unaffected.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.eval()
     return model, tokenizer
 

@@ -111,6 +111,8 @@ def check_model(cfg: DictConfig) -> None:
     string(cfg, "model.source")
     string(cfg, "model.path", optional=True)
     choice(cfg, "model.dtype", tuple(DTYPES))
+    if has(cfg, "model.activation_checkpointing"):
+        boolean(cfg, "model.activation_checkpointing")
     if boolean(cfg, "model.lora.enabled"):
         positive_int(cfg, "model.lora.r")
         # models.wrap_lora passes int(alpha) to PEFT: 0.5 would silently become 0 (no update at all).

@@ -70,6 +70,7 @@ BAD = [
     (["prompt.shots=-1"], "prompt.shots=-1"),
     (["prompt.use_chat_template=1"], "prompt.use_chat_template=1"),
     (["model.dtype=float8"], "model.dtype='float8': choose one of float32, bfloat16, float16"),
+    (["model.activation_checkpointing=sometimes"], "model.activation_checkpointing='sometimes': must be true or false"),
     ([*LORA, "model.lora.r=0"], "model.lora.r=0"),
     ([*LORA, "model.lora.alpha=0.5"], "model.lora.alpha=0.5"),
     ([*LORA, "model.lora.dropout=1.0"], "model.lora.dropout=1.0"),

@@ -35,3 +35,23 @@ def test_a_few_steps_change_parameters_and_lower_the_loss(tiny):
     changed = [name for name, p in model.named_parameters() if not torch.equal(before[name], p)]
     assert len(changed) == len(before)
     assert losses[-1] < losses[0]
+
+
+def test_activation_checkpointing_recomputes_in_the_backward_and_gives_the_same_gradients(tiny):
+    """``model.activation_checkpointing: true`` trades compute for memory and changes no gradient."""
+    from cmt.models import load_model
+
+    _, tokenizer = tiny
+    examples = tokenize_pairs(tokenizer, [f"Question: Mia has {n} apples.\nAnswer:" for n in range(4)],
+                              [f"The answer is {n}." for n in range(4)], max_length=64)
+    batch = collate(examples, tokenizer.pad_token_id)
+    gradients = {}
+    for checkpointing in (False, True):
+        model, _ = load_model({"source": "bundled:tiny", "path": None, "dtype": "float32",
+                               "lora": {"enabled": False}, "activation_checkpointing": checkpointing})
+        assert model.is_gradient_checkpointing is checkpointing
+        model.train()
+        SFTModule(model, lambda params: torch.optim.AdamW(params, lr=1e-3))(batch).backward()
+        gradients[checkpointing] = {name: p.grad for name, p in model.named_parameters()}
+    for name, gradient in gradients[False].items():
+        torch.testing.assert_close(gradients[True][name], gradient, rtol=1e-5, atol=1e-7, msg=name)
