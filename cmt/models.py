@@ -110,12 +110,16 @@ def load_model(model_cfg: DictConfig | dict[str, Any], checkpoint: str | os.Path
     elif model_cfg.get("lora", {}).get("enabled", False):
         model = wrap_lora(model, model_cfg["lora"])
     if model_cfg.get("activation_checkpointing", False):
-        # Training forwards keep only each layer's input and recompute the rest in the backward pass: about a
-        # third more compute for a fraction of the activation memory. Non-reentrant, so frozen inputs (LoRA)
-        # need no requires_grad workaround. Inference (eval mode) is unaffected.
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(model)
     model.eval()
     return model, tokenizer
+
+
+def enable_activation_checkpointing(model: PreTrainedModel) -> None:
+    """Training forwards keep only each layer's input and recompute the rest in the backward pass: about a
+    third more compute for a fraction of the activation memory. Non-reentrant, so frozen inputs (LoRA) need
+    no requires_grad workaround. Inference (eval mode) is unaffected."""
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def wrap_lora(model: PreTrainedModel, lora_cfg: DictConfig | dict[str, Any]) -> PreTrainedModel:

@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cmt.models import enable_activation_checkpointing
+
 # Qwen2.5 shapes (hidden, intermediate, layers, heads, kv heads, tied embeddings) from their config.json.
 SHAPES: dict[str, dict[str, Any] | None] = {
     "tiny": None,
@@ -92,7 +94,7 @@ def describe(model) -> dict[str, Any]:
 
 
 def checkpointing(model, enabled: bool) -> None:
-    """Turn activation checkpointing on for our side (the peers get their trainer's own switch)."""
+    """Turn activation checkpointing on for our side as ``model.activation_checkpointing: true`` does (the
+    peers get their trainer's own switch)."""
     if enabled:
-        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
-        enable()
+        enable_activation_checkpointing(model)
