@@ -16,6 +16,7 @@ module never loads a model; `cmt.stages.rl` builds the policy, reference and cri
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -56,11 +57,18 @@ class Critic(torch.nn.Module):
 
 
 class Batch:
-    """The rollouts of one RL step as tensors: prompt + completion, and everything the update reads."""
+    """The rollouts of one RL step as tensors: prompt + completion, and everything the update reads.
+
+    ``input_ids`` is ``[prompt | completion]``: prompts left-padded to ``prompt_width``, completions
+    right-padded to the longest rollout. Fields added in ``fields`` are (B,) or (B, T) over completion tokens.
+    """
 
     def __init__(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, tokens: torch.Tensor,
                  lengths: torch.Tensor):
         self.prompt_width = prompt_ids.shape[1]
+        # On the host: chunking and cutting read them for every micro-batch.
+        self.prompt_lengths = prompt_mask.sum(1).cpu()
+        self.lengths = lengths.cpu()
         self.mask = completion_mask(lengths, tokens.shape[1]).float()
         self.input_ids = torch.cat([prompt_ids, tokens], dim=1)
         self.attention_mask = torch.cat([prompt_mask, self.mask.long()], dim=1)
@@ -68,17 +76,49 @@ class Batch:
         self.tokens = tokens
         self.fields: dict[str, torch.Tensor] = {}
 
+    def by_length(self, index: Sequence[int] | torch.Tensor, size: int) -> list[torch.Tensor]:
+        """``index`` split into chunks of ``size`` rollouts of similar prompt + completion length, so that
+        `rows` can cut each chunk to a narrow width."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        total = (self.prompt_lengths + self.lengths)[index]
+        return list(index[torch.argsort(total, stable=True)].split(size))
+
     def rows(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The tensors of a subset of rollouts (a micro-batch)."""
-        picked = {"input_ids": self.input_ids[index], "attention_mask": self.attention_mask[index],
-                  "position_ids": self.position_ids[index], "tokens": self.tokens[index], "mask": self.mask[index]}
-        picked.update({name: value[index] for name, value in self.fields.items()})
+        """The tensors of a subset of rollouts (a micro-batch), cut to the columns its rows use.
+
+        Left padding that every picked prompt has, and completion columns past the longest picked rollout,
+        are dropped. They are masked out of attention and loss, so every log-prob, value and loss is the
+        same as on the full width; only the forward pass gets cheaper. (B, T) fields are cut to match;
+        the completion starts at column ``input_ids.shape[1] - tokens.shape[1]``.
+        """
+        lead = self.prompt_width - int(self.prompt_lengths[index].max())
+        width = max(int(self.lengths[index].max()), 1)
+        columns = slice(lead, self.prompt_width + width)
+        picked = {"input_ids": self.input_ids[index, columns], "attention_mask": self.attention_mask[index, columns],
+                  "position_ids": self.position_ids[index, columns], "tokens": self.tokens[index, :width],
+                  "mask": self.mask[index, :width]}
+        for name, value in self.fields.items():
+            picked[name] = value[index, :width] if value.dim() == 2 else value[index]
         return picked
 
 
-def completion_slice(values: torch.Tensor, prompt_width: int, width: int) -> torch.Tensor:
-    """Positions ``P-1 .. P+T-2``: the ones that predict the completion's tokens (and hold their state)."""
+def completion_slice(values: torch.Tensor, rows: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Of (B, L) per-position ``values`` over ``rows["input_ids"]``: positions ``P-1 .. P+T-2``, the ones
+    that predict the completion's T tokens (and hold their state), P the prompt's width in ``rows``."""
+    width = rows["tokens"].shape[1]
+    prompt_width = rows["input_ids"].shape[1] - width
     return values[:, prompt_width - 1:prompt_width - 1 + width]
+
+
+def _per_rollout(batch: Batch, chunks: Sequence[torch.Tensor],
+                 compute: Callable[[dict[str, torch.Tensor]], torch.Tensor]) -> torch.Tensor:
+    """(B, T) ``compute(rows)`` over every rollout, one chunk at a time, each in its rollouts' place; zero in
+    the columns past a chunk's cut width (past every one of its rollouts' ends)."""
+    out = torch.zeros(batch.tokens.shape, dtype=torch.float32, device=batch.tokens.device)
+    for index in chunks:
+        values = compute(batch.rows(index))
+        out[index, :values.shape[1]] = values.float()
+    return out
 
 
 class RLModule(pl.LightningModule):
@@ -144,8 +184,7 @@ class RLModule(pl.LightningModule):
                 yield self.policy
 
     # ---------------------------------------------------------------- one step
-    def _forward(self, model: torch.nn.Module, rows: dict[str, torch.Tensor], prompt_width: int
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward(self, model: torch.nn.Module, rows: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T) log-probs of the completion tokens under ``model`` (sampling temperature) and its (B, T, V) logits."""
         width = rows["tokens"].shape[1]
         logits = model(input_ids=rows["input_ids"], attention_mask=rows["attention_mask"],
@@ -181,21 +220,20 @@ class RLModule(pl.LightningModule):
         token_rewards = rewards.token_rewards(batch.tokens.shape[1])
         batch.fields["old_logprobs"] = sampled.logprobs.float()
         metrics = dict(rewards.metrics())
-        # Forward passes over all rollouts go micro-batch by micro-batch: with a real vocabulary the logits of
-        # every rollout at once would take gigabytes.
-        chunks = [batch.rows(index) for index in torch.arange(len(rollouts)).split(int(self.rl.micro_batch_size))]
+        # Forward passes over all rollouts go micro-batch by micro-batch (with a real vocabulary the logits of
+        # every rollout at once would take gigabytes), each over rollouts of similar length cut to their width.
+        chunks = batch.by_length(range(len(rollouts)), int(self.rl.micro_batch_size))
         if float(self.rl.kl_coef) > 0:
             with self._reference_model() as reference:
-                ref_logprobs = torch.cat([self._forward(reference, rows, batch.prompt_width)[0] for rows in chunks])
+                ref_logprobs = _per_rollout(batch, chunks, lambda rows: self._forward(reference, rows)[0])
             batch.fields["ref_logprobs"] = ref_logprobs
             if self.rl.kl_mode == "reward":
                 penalty = kl_penalty(batch.fields["old_logprobs"], ref_logprobs, self.rl.kl_estimator) * batch.mask
                 token_rewards = token_rewards - float(self.rl.kl_coef) * penalty
         values = None
         if self.critic is not None:
-            values = torch.cat([
-                completion_slice(self.critic(rows["input_ids"], rows["attention_mask"], rows["position_ids"]),
-                                 batch.prompt_width, batch.tokens.shape[1]) for rows in chunks])
+            values = _per_rollout(batch, chunks, lambda rows: completion_slice(
+                self.critic(rows["input_ids"], rows["attention_mask"], rows["position_ids"]), rows))
             batch.fields["old_values"] = values * batch.mask
         advantages = compute_advantages(self.rl.advantage, AdvantageInputs(
             token_rewards=token_rewards, mask=batch.mask, values=values, gamma=float(self.rl.gamma),
@@ -250,9 +288,9 @@ class RLModule(pl.LightningModule):
                 if not minibatch:
                     continue
                 num_tokens = float(batch.mask[minibatch].sum())
-                for first in range(0, len(minibatch), micro):
-                    rows = batch.rows(torch.tensor(minibatch[first:first + micro]))
-                    loss, step_stats = self._loss(rows, batch.prompt_width, num_tokens, len(minibatch))
+                # Gradients add up over the micro-batches, so grouping them by length changes no result.
+                for index in batch.by_length(minibatch, micro):
+                    loss, step_stats = self._loss(batch.rows(index), num_tokens, len(minibatch))
                     self.manual_backward(loss)
                     for name, value in step_stats.items():
                         stats.setdefault(name, []).append(value)
@@ -263,11 +301,11 @@ class RLModule(pl.LightningModule):
                     optimizer.zero_grad(set_to_none=True)
         return {name: sum(values) / len(values) for name, values in stats.items()}
 
-    def _loss(self, rows: dict[str, torch.Tensor], prompt_width: int, num_tokens: float, num_sequences: int
+    def _loss(self, rows: dict[str, torch.Tensor], num_tokens: float, num_sequences: int
               ) -> tuple[torch.Tensor, dict[str, float]]:
         """The policy (+ KL in the loss, + critic) loss of one micro-batch, scaled to its share of the mini-batch."""
         rl = self.rl
-        logprobs, logits = self._forward(self.policy, rows, prompt_width)
+        logprobs, logits = self._forward(self.policy, rows)
         mask = rows["mask"]
         result = policy_loss(rl.policy_loss, logprobs, rows["old_logprobs"], rows["advantages"], mask,
                              clip_low=float(rl.clip_low), clip_high=float(rl.clip_high),
@@ -277,7 +315,8 @@ class RLModule(pl.LightningModule):
         stats = {"train/policy_loss": result.loss.item(), "train/clip_fraction": float(result.clip_fraction),
                  "train/approx_kl": float(result.approx_kl)}
         with torch.no_grad():
-            stats["train/entropy"] = float(masked_mean(entropy_from_logits(logits), mask))
+            # Over the completion tokens only: a (B, T, V) softmax over padding would cost as much again.
+            stats["train/entropy"] = float(entropy_from_logits(logits[mask.bool()]).mean())
         if "ref_logprobs" in rows:
             kl = kl_penalty(logprobs, rows["ref_logprobs"], rl.kl_estimator)
             stats["train/kl"] = float(masked_mean(kl.detach(), mask))
@@ -285,7 +324,7 @@ class RLModule(pl.LightningModule):
                 loss = loss + float(rl.kl_coef) * (kl * mask).sum() / num_tokens
         if self.critic is not None:
             values = completion_slice(self.critic(rows["input_ids"], rows["attention_mask"], rows["position_ids"]),
-                                      prompt_width, rows["tokens"].shape[1])
+                                      rows)
             critic_loss, value_clip = value_loss(values, rows["old_values"], rows["returns"], mask,
                                                  clip=float(rl.critic.value_clip), num_tokens=num_tokens,
                                                  num_sequences=float(num_sequences))
@@ -304,7 +343,7 @@ class RLModule(pl.LightningModule):
         metrics["train/rl_step"] = float(batch_idx + 1)
         self.history.append(metrics)
         size = len(batch_indices)
-        self.log_dict({k: v for k, v in metrics.items() if v == v}, on_step=True, prog_bar=False, batch_size=size)
+        self.log_dict({k: v for k, v in metrics.items() if not math.isnan(v)}, on_step=True, prog_bar=False, batch_size=size)
         self.log("reward", metrics["reward/total"], prog_bar=True, batch_size=size)
 
     # ---------------------------------------------------------------- validation

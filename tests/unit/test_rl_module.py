@@ -9,9 +9,8 @@ from torch.utils.data import DataLoader
 
 from cmt.data.prompts import render_prompt
 from cmt.data.synthetic import generate
-from cmt.modules.rl import Critic, RLModule
+from cmt.modules.rl import Critic, RLModule, completion_slice
 from cmt.rl.config import validate_rl_config
-
 
 
 @pytest.fixture
@@ -69,6 +68,42 @@ def test_sampled_logprobs_are_the_policys_own_so_the_first_ratio_is_one(tiny, rl
     batch, _ = module._score(module.problems[:2])
     rows = batch.rows(torch.arange(batch.tokens.shape[0]))
     with torch.no_grad():
-        recomputed, _ = module._forward(model, rows, batch.prompt_width)
-    mask = batch.mask.bool()
+        recomputed, _ = module._forward(model, rows)
+    mask = rows["mask"].bool()
     torch.testing.assert_close(recomputed[mask], rows["old_logprobs"][mask], atol=2e-4, rtol=0)
+
+
+def test_a_micro_batch_cut_to_its_rows_width_gives_the_full_width_results(tiny, rl_config):
+    """Rollouts grouped by length and cut to the columns they use: narrower tensors, the same log-probs
+    and critic values as on the whole batch's width."""
+    model, tokenizer = tiny
+    rl, reward_cfg = rl_config("grpo", kl_coef=0.0, prompts_per_step=4, group_size=4, max_new_tokens=24)
+    reward = validate_rl_config(rl, reward_cfg)
+    problems = generate("train", 4, seed=3)
+    module = RLModule(model, tokenizer, problems, [], lambda q: render_prompt(q, "Question: {question}\nAnswer:"),
+                      rl, reward, lambda params: torch.optim.AdamW(params, lr=1e-3))
+    batch, _ = module._score(problems)
+    lengths = batch.prompt_lengths + batch.lengths
+    assert len(set(lengths.tolist())) > 1, "rollouts of one length cannot show the cut"
+    chunks = batch.by_length(range(len(lengths)), 4)
+    assert sorted(torch.cat(chunks).tolist()) == list(range(len(lengths)))
+    assert [int(lengths[c].max()) for c in chunks] == sorted(int(lengths[c].max()) for c in chunks)
+    critic = Critic(model.model, model.config.hidden_size).eval()
+    torch.nn.init.normal_(critic.head.weight)
+    everything = batch.rows(torch.arange(len(lengths)))
+    with torch.no_grad():
+        full, _ = module._forward(model, everything)
+        full_values = completion_slice(critic(everything["input_ids"], everything["attention_mask"],
+                                              everything["position_ids"]), everything)
+        narrower = 0
+        for index in chunks:
+            rows = batch.rows(index)
+            narrower += rows["input_ids"].shape[1] < everything["input_ids"].shape[1]
+            cut, _ = module._forward(model, rows)
+            values = completion_slice(critic(rows["input_ids"], rows["attention_mask"], rows["position_ids"]), rows)
+            mask = rows["mask"].bool()
+            width = mask.shape[1]
+            torch.testing.assert_close(cut[mask], full[index, :width][mask], atol=1e-4, rtol=0)
+            torch.testing.assert_close(values[mask], full_values[index, :width][mask], atol=1e-4, rtol=0)
+            assert not batch.mask[index, width:].any()
+    assert narrower > 0
