@@ -13,6 +13,7 @@ same config (`cmt.checkpointing`, docs/resume.md).
 from __future__ import annotations
 
 import copy
+import math
 import random
 import time
 
@@ -127,8 +128,13 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
     late = sum(h["reward/total"] for h in module.history[-window:]) / window
     print(f"{method_name}: mean reward {early:.3f} (first {window} steps) -> {late:.3f} (last {window}); "
           f"saved to {out} ({train_time:.0f} s)")
-    metrics = {f"{method_name}/{k.replace('/', '_')}": float(v) for k, v in trainer.callback_metrics.items()
-               if torch.is_tensor(v) or isinstance(v, float)}
+    # Per-step values come from the last step's history (restored on resume), not from the trainer's last
+    # logged values: a resumed run's trainer has not seen what was logged before the kill, and a statistic
+    # undefined at some steps (NaN, not logged) would otherwise keep an older step's value.
+    last = {k: v for k, v in module.history[-1].items() if not math.isnan(v)}
+    logged = {k: float(v) for k, v in trainer.callback_metrics.items()
+              if (torch.is_tensor(v) or isinstance(v, float)) and k not in module.history[-1]}
+    metrics = {f"{method_name}/{k.replace('/', '_')}": v for k, v in {**logged, **last}.items()}
     metrics.update({f"{method_name}/reward_early": early, f"{method_name}/reward_late": late,
                     f"{method_name}/accuracy_first_step": first["train/accuracy"],
                     f"{method_name}/train_time_s": train_time})
