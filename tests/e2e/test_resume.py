@@ -70,9 +70,14 @@ def _wait_for(process: subprocess.Popen, log: Path, condition) -> None:
         time.sleep(0.01)
 
 
-def _first_checkpoint(process: subprocess.Popen, folder: Path, log: Path) -> None:
-    """Wait until ``process`` has written a checkpoint under ``folder``."""
-    _wait_for(process, log, lambda: bool(saved(folder)))
+def _start_until_checkpoint(root: Path, overrides: list[str], method: str, name: str
+                            ) -> tuple[subprocess.Popen, Path]:
+    """Start the job ``name`` and wait until it has written a checkpoint; returns it and its checkpoint folder."""
+    process = _start(root, overrides, name)
+    folder = checkpoint_dir(compose_config(overrides, root), method).parent / "checkpoints"
+    GlobalHydra.instance().clear()
+    _wait_for(process, root / f"{name}.log", lambda: bool(saved(folder)))
+    return process, folder
 
 
 def _losses(job: Path, metric: str) -> dict[int, float]:
@@ -126,10 +131,7 @@ def _resume_and_compare(root: Path, reference, checkpoint: Path, job: str) -> No
 def test_sft_killed_after_an_epoch_end_checkpoint_resumes_to_the_same_losses_and_weights(sft_reference):
     root, *_ = sft_reference
     # Saved at the end of the first epoch: the resumed run starts the second (the SIGTERM test resumes mid-epoch).
-    process = _start(root, [*SFT, "checkpoint.every_n_steps=16"], "killed")
-    folder = checkpoint_dir(compose_config(SFT, root), "cot_sft").parent / "checkpoints"
-    GlobalHydra.instance().clear()
-    _first_checkpoint(process, folder, root / "killed.log")
+    process, folder = _start_until_checkpoint(root, [*SFT, "checkpoint.every_n_steps=16"], "cot_sft", "killed")
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     latest = saved(folder)[-1]
@@ -139,11 +141,8 @@ def test_sft_killed_after_an_epoch_end_checkpoint_resumes_to_the_same_losses_and
 
 def test_sigterm_saves_a_checkpoint_exits_non_zero_and_the_run_resumes(sft_reference):
     root, *_ = sft_reference
-    process = _start(root, [*SFT, "checkpoint.every_n_steps=5"], "terminated")
-    folder = checkpoint_dir(compose_config(SFT, root), "cot_sft").parent / "checkpoints"
-    GlobalHydra.instance().clear()
+    process, folder = _start_until_checkpoint(root, [*SFT, "checkpoint.every_n_steps=5"], "cot_sft", "terminated")
     log = root / "terminated.log"
-    _first_checkpoint(process, folder, log)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=120) == PREEMPTED_EXIT, log.read_text()[-3000:]
     stopped = int(re.search(r"stopped by SIGTERM at step (\d+)", log.read_text()).group(1))
@@ -158,10 +157,7 @@ def test_rl_killed_after_a_checkpoint_resumes_to_the_same_rewards_and_weights(tm
     _train(tmp_path, [*BASE, "sft.epochs=1", "stage=comt_sft"], "sft")
     reference = _train(tmp_path, RL, "reference")
     weights = _weights(tmp_path, RL, "comt_ccrl")
-    process = _start(tmp_path, [*RL, "checkpoint.every_n_steps=2"], "killed")
-    folder = checkpoint_dir(compose_config(RL, tmp_path), "comt_ccrl").parent / "checkpoints"
-    GlobalHydra.instance().clear()
-    _first_checkpoint(process, folder, tmp_path / "killed.log")
+    process, folder = _start_until_checkpoint(tmp_path, [*RL, "checkpoint.every_n_steps=2"], "comt_ccrl", "killed")
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     step = read_meta(saved(folder)[-1])["step"]
