@@ -298,7 +298,8 @@ class Checkpointer(pl.Callback):
         """Save the checkpoint of the current step, unless this run already did."""
         step = _step(trainer)
         if step != self._saved_step:
-            trainer.save_checkpoint(self.root / f"{PREFIX}{step:08d}")
+            # The full state (optimizer, loops), said explicitly so Lightning does not log that it chose it.
+            trainer.save_checkpoint(self.root / f"{PREFIX}{step:08d}", weights_only=False)
             self._saved_step = step
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
