@@ -192,15 +192,34 @@ def average_columns(columns: Sequence[Column]) -> list[Column]:
     return averages
 
 
+def experiment_labels(rows: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """What tells the experiments of ``rows`` apart, when there are several (an ablation's sweep): each
+    experiment's name after the part all of them share (``tiny_ablation_rl/grpo`` -> ``grpo``); empty for one."""
+    names = sorted({str(row.get("experiment")) for row in rows})
+    if len(names) < 2:
+        return {}
+    shared = 0
+    while all(name.count("/") > shared for name in names) and \
+            len({name.split("/")[shared] for name in names}) == 1:
+        shared += 1
+    return {name: "/".join(name.split("/")[shared:]) for name in names}
+
+
 def index_runs(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[Any, dict[tuple[str, str], dict]]]:
     """Rows indexed as (model, method) -> seed -> (benchmark, split) -> row; a later row replaces an earlier one.
 
     The store is append-only, so a re-run of the same model, method, seed and split appends a newer row:
-    the table shows the newest.
+    the table shows the newest. Rows of several experiments (an ablation's sweep) are never merged: the
+    model of each line then carries its experiment's label, ``tiny [grpo]``.
     """
+    rows = list(rows)
+    labels = experiment_labels(rows)
     index: dict[tuple[str, str], dict[Any, dict[tuple[str, str], dict]]] = {}
     for row in rows:
-        by_seed = index.setdefault((str(row["model"]), str(row["method"])), {})
+        model = str(row["model"])
+        if labels:
+            model = f"{model} [{labels[str(row.get('experiment'))]}]"
+        by_seed = index.setdefault((model, str(row["method"])), {})
         by_seed.setdefault(row.get("seed"), {})[(str(row["benchmark"]), str(row["split"]))] = row
     return index
 
@@ -351,9 +370,8 @@ def paper_table(rows: Sequence[dict[str, Any]], benchmarks: Sequence[str] | None
     untagged = [c.label for c in columns if c.tag is None]
     if untagged:
         notes.append(f"not in the ID/OOD averages (no id/ood tag): {', '.join(untagged)}")
-    experiments = sorted({str(row.get("experiment")) for row in rows})
-    if len(experiments) > 1:
-        notes.append(f"rows from several experiments ({', '.join(experiments)}): filter with --experiment")
+    if experiment_labels(rows):
+        notes.append("rows from several experiments: each line's [label] names its experiment")
     return Table(title, columns, lines, notes)
 
 

@@ -208,3 +208,19 @@ def test_cli_errors_name_the_producing_command_and_what_exists(tmp_path, rows):
     done = run_cli("table", "experiment=nope", "--store", str(store), cwd=tmp_path)
     assert done.returncode == 1 and "experiments: main, other" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_rows_of_several_experiments_keep_their_own_lines_and_deltas():
+    # An ablation's sweep: the same model and methods under two RL algorithms.
+    rows = [make_row("tiny", method, 0, "gsm8k", accuracy, experiment=f"tiny_ablation_rl/{algorithm}")
+            for algorithm, method, accuracy in [("ppo", "cot_sft_rl", 0.10), ("ppo", "comt_ccrl", 0.30),
+                                                ("grpo", "cot_sft_rl", 0.20), ("grpo", "comt_ccrl", 0.25)]]
+    table = paper_table(rows, paper="never")
+    assert sorted((x.model, x.method) for x in table.lines) == [
+        ("tiny [grpo]", "comt_ccrl"), ("tiny [grpo]", "cot_sft_rl"),
+        ("tiny [ppo]", "comt_ccrl"), ("tiny [ppo]", "cot_sft_rl")]
+    assert line(table, "tiny [ppo]", "comt_ccrl")["gsm8k"].delta == pytest.approx(20.0)
+    assert line(table, "tiny [grpo]", "comt_ccrl")["gsm8k"].delta == pytest.approx(5.0)
+    assert line(table, "tiny [grpo]", "cot_sft_rl")["gsm8k"].mean == pytest.approx(20.0)
+    # One experiment: lines are named by model alone.
+    assert {x.model for x in paper_table(rows[:2], paper="never").lines} == {"tiny"}
