@@ -251,14 +251,19 @@ def check_trainer(cfg: DictConfig) -> None:
         positive_int(cfg, "trainer.log_every_n_steps")
 
 
-def check_sft_trainer(cfg: DictConfig) -> None:
-    """LoRA students train on one GPU or with DDP; FSDP is for full fine-tuning (docs/experiments.md)."""
+def check_strategy(cfg: DictConfig) -> None:
+    """Refuse FSDP (``trainer.strategy=fsdp`` or an FSDP ``_target_``) before any model loads.
+
+    The training stages cannot run under it yet: Lightning starts FSDP's extra processes by re-running the
+    whole command, so every process would teach, save and write result rows, and each would save its own
+    shard of the weights as if it were the model (docs/experiments.md, "Multi-GPU training").
+    """
     strategy = get(cfg, "trainer.strategy", default=None)
     target = str(strategy.get("_target_", "")) if isinstance(strategy, Mapping) else str(strategy or "")
-    if "fsdp" in target.lower() and get(cfg, "model.lora.enabled") is True:
-        raise fail("model.lora.enabled", True, "LoRA cannot be combined with trainer=fsdp (FSDP is for full "
-                                               "fine-tuning): set model.lora.enabled=false, or use trainer=gpu "
-                                               "or trainer=ddp")
+    if "fsdp" in target.lower():
+        raise fail("trainer.strategy", target, "FSDP training is not supported yet (the stages do not gather "
+                                               "sharded weights before saving): use trainer=ddp, or LoRA "
+                                               "(model.lora.enabled=true) on trainer=gpu")
 
 
 def check_resume(cfg: DictConfig) -> None:
@@ -342,10 +347,10 @@ def _eval_of_pipeline(cfg: DictConfig) -> None:
 
 # What each stage reads, checked in this order (a pipeline checks its own node, then each step's).
 STAGE_CHECKS: dict[str, tuple[Check, ...]] = {
-    "pretrain": (check_pretrain, check_trainer),
+    "pretrain": (check_pretrain, check_trainer, check_strategy),
     "teach": (check_benchmark, check_teacher, check_teach),
-    "comt_sft": (check_model, check_prompt, check_sft, check_trainer, check_sft_trainer, check_resume),
-    "cot_sft": (check_model, check_prompt, check_sft, check_trainer, check_sft_trainer, check_resume),
+    "comt_sft": (check_model, check_prompt, check_sft, check_trainer, check_strategy, check_resume),
+    "cot_sft": (check_model, check_prompt, check_sft, check_trainer, check_strategy, check_resume),
     "ccrl": (check_model, check_prompt, check_benchmark, lambda cfg: check_rl(cfg, "reward"), check_trainer,
              check_resume),
     "rl": (check_model, check_prompt, check_benchmark, lambda cfg: check_rl(cfg, "baseline_reward"),

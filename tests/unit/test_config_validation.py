@@ -76,7 +76,10 @@ BAD = [
     ([*LORA, "model.lora.dropout=1.0"], "model.lora.dropout=1.0"),
     ([*LORA, "model.lora.target_modules=[]"], "model.lora.target_modules=[]"),
     ([*LORA, "model.lora.target_modules=''"], "model.lora.target_modules=''"),
-    ([*LORA, "trainer=fsdp", "stage=comt_sft"], "model.lora.enabled=True: LoRA cannot be combined with trainer=fsdp"),
+    (["+trainer.strategy=fsdp", "stage=comt_sft"], "trainer.strategy='fsdp': FSDP training is not supported yet"),
+    (["+trainer.strategy._target_=pytorch_lightning.strategies.FSDPStrategy", "stage=pipeline"],
+     "trainer.strategy='pytorch_lightning.strategies.FSDPStrategy': FSDP training is not supported yet"),
+    (["trainer=ddp", "trainer.strategy=fsdp_cpu_offload", "stage=pretrain"], "FSDP training is not supported yet"),
     (["model.lora.enabled=yes"], "model.lora.enabled='yes': must be true or false"),
     (["teach.n=0"], "teach.n=0"),
     (["teach.n_samples=0"], "teach.n_samples=0"),
@@ -121,7 +124,9 @@ def test_a_bad_value_fails_with_one_line_naming_key_and_value(cfg_factory, overr
     ["stage=teach", "sft.batch_size=0", "eval.temperature=-1", "model.dtype=float8"],
     ["stage=pretrain", "model.dtype=float8", "teach.n=0"],
     # LoRA options are defaults while LoRA is off: not an error.
-    ["model.lora.r=0", "model.lora.target_modules=[]", "trainer=fsdp", "stage=comt_sft"],
+    ["model.lora.r=0", "model.lora.target_modules=[]", "stage=comt_sft"],
+    # Only the training stages build a Trainer.
+    ["+trainer.strategy=fsdp", "stage=eval"],
     ["stage.steps=[teach,comt_sft,eval]", "rl.group_size=0", "reward.weights.calibration=nan"],
     ["stage=ccrl", "baseline_reward.weights.outcome=nan"],
     ["stage=rl", "reward.weights.outcome=nan"],
