@@ -377,9 +377,12 @@ def paper_table(rows: Sequence[dict[str, Any]], benchmarks: Sequence[str] | None
 
 def method_table(rows: Sequence[dict[str, Any]], model: str | None = None,
                  benchmarks: Sequence[str] | None = None) -> Table:
-    """Methods of one model side by side: accuracy per column and ID/OOD averages, then calibration and length.
+    """Methods of one model side by side: accuracy per column and ID/OOD averages, then calibration, length
+    and, where the rows carry them, training cost (the efficiency comparison of CoMT against CoT).
 
     ECE, overconfident-error rate (both in %) and mean output tokens are averaged over all the columns.
+    Training seconds and tokens are the method's own training stage (SFT: target tokens; RL: rollout
+    tokens), so an RL line does not include the SFT it started from.
 
     Raises:
         ValueError: No rows, or several models and ``model`` not given (or not present).
@@ -396,9 +399,14 @@ def method_table(rows: Sequence[dict[str, Any]], model: str | None = None,
     extra = [Column("ece", "ECE", members, metric="ece"),
              Column("overconfident_error_rate", "Overconf. err.", members, metric="overconfident_error_rate"),
              Column("mean_output_tokens", "Out. tokens", members, metric="mean_output_tokens", scale=1.0, digits=1)]
-    columns = accuracy + average_columns(accuracy) + extra
     notes = ["accuracy, ECE and overconfident errors in %, mean ± sample std over seeds; "
              "ECE, overconfident errors and output tokens averaged over all columns"]
+    if any(_number(row.get("train_time_s")) is not None for row in rows):
+        extra += [Column("train_time_s", "Train s", members, metric="train_time_s", scale=1.0, digits=0),
+                  Column("train_tokens", "Train k tokens", members, metric="train_tokens", scale=1e-3, digits=0)]
+        notes.append("training seconds and thousands of tokens of the method's own stage (SFT: target tokens, "
+                     "RL: rollout tokens)")
+    columns = accuracy + average_columns(accuracy) + extra
     return Table(f"Methods on {model}", columns, build_lines(rows, columns), notes)
 
 

@@ -145,6 +145,20 @@ def test_method_table_averages_calibration_and_tokens_over_columns():
         method_table(synthetic_rows() + [make_row("other", "base", 0, "synthetic", 0.1, split="id")])
 
 
+def test_method_table_shows_training_cost_only_when_rows_carry_it():
+    rows = synthetic_rows()
+    for row in rows:
+        if row["method"] == "comt_sft":
+            row.update(train_time_s=100.0 + 20 * row["seed"], train_tokens=360_000.0)
+    table = method_table(rows)
+    assert [c.label for c in table.columns][-2:] == ["train_time_s", "train_tokens"]
+    comt, base = line(table, "tiny", "comt_sft"), line(table, "tiny", "base")
+    assert comt["train_time_s"].mean == pytest.approx(110.0)  # seeds 100 s and 120 s
+    assert comt["train_tokens"].mean == pytest.approx(360.0)  # thousands
+    assert base["train_time_s"].mean is None
+    assert to_markdown(table).splitlines()[-4].endswith("| 110 ± 14 | 360 ± 0 |")  # the CoMT-SFT line
+
+
 def test_paper_numbers_beside_ours(rows):
     table = paper_table(filter_rows(rows, experiment="main"))
     best = line(table, PAPER_BEST_MODEL, "comt_ccrl")
