@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from cmt.data.answers import parse_number
 from cmt.data.problem import Problem
@@ -71,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.n < 1:
         parser.error(f"--n {args.n}: give at least one problem")
+    if not Path(args.model).is_dir():
+        parser.error(f"--model {args.model}: not a folder; give a save_pretrained folder")
     torch.manual_seed(0)
     tokenizer = load_tokenizer(args.model)
     model = AutoModelForCausalLM.from_pretrained(args.model).eval()

@@ -1,6 +1,8 @@
 """The base-model probe: its inputs put the right text between a story's events and the cue, its scoring
 reads the first number, and the command runs on the bundled model."""
 
+import pytest
+
 from cmt.data.synthetic import generate, steps_of
 from cmt.eval.probe import accuracy_by_steps, main, probe_texts, question_sentence
 
@@ -39,3 +41,10 @@ def test_probe_command_prints_a_line_per_variant_on_the_bundled_model(capsys):
     assert [line.split("  ")[0].strip() for line in lines[1:]] == ["events", "events + question",
                                                                   "events + meta-thought"]
     assert all(line.rstrip().endswith("%") for line in lines[1:])
+
+
+def test_probe_command_refuses_a_model_that_is_not_a_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--model", str(tmp_path / "missing")])
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.endswith(f"--model {tmp_path / 'missing'}: not a folder; give a save_pretrained folder")
