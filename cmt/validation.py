@@ -43,9 +43,9 @@ EVAL_BACKENDS = ("hf", "vllm")
 TEACHER_DEVICES = ("auto", "cpu", "cuda")
 LOGGER_MODES = ("auto", "online", "offline", "disabled")
 RESUME_MODES = ("auto", "never")
-# Lightning's accepted `precision` values (lightning_fabric.connector._PRECISION_INPUT).
-# The integers 64, 32 and 16 are accepted as their strings.
-PRECISIONS = ("64", "32", "16", "bf16", "64-true", "32-true", "16-true", "16-mixed", "bf16-true", "bf16-mixed",
+# Lightning's accepted `precision` values (lightning_fabric.connector._PRECISION_INPUT), and our `auto`
+# (cmt/precision.py). The integers 64, 32 and 16 are accepted as their strings.
+PRECISIONS = ("auto", "64", "32", "16", "bf16", "64-true", "32-true", "16-true", "16-mixed", "bf16-true", "bf16-mixed",
               "transformer-engine", "transformer-engine-float16")
 # model.hparams: the learning rates are positive numbers, the rest counts (the sft/rl/eval nodes read them).
 HPARAM_RATES = ("sft_lr", "rl_lr")

@@ -112,7 +112,7 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
                             limit_val_batches=1.0 if val_problems else 0, check_val_every_n_epoch=None,
                             gradient_clip_val=None, strategy="auto", devices=1)
     print(f"{method_name}: {steps} RL steps of {per_step} prompts x {cfg.rl.group_size} rollouts "
-          f"({cfg.rl.name}, reward {reward_cfg.name}) from {parent}")
+          f"({cfg.rl.name}, reward {reward_cfg.name}, {trainer.precision} precision) from {parent}")
     policy.train()
     started = time.perf_counter()
     checkpointer.fit(trainer, module, resume, train_dataloaders=train_loader, val_dataloaders=val_loader)

@@ -16,6 +16,7 @@ from cmt.checkpointing import Checkpointer
 from cmt.data.prompts import render_prompt
 from cmt.data.sft import SFTDataModule, tokenize_pairs
 from cmt.models import load_model, save_model
+from cmt.precision import resolve_precision
 from cmt.modules.sft import SFTModule
 from cmt.results.store import read_jsonl
 from cmt.stages.common import MissingInputError, StageContext, checkpoint_dir, method, training_set_path
@@ -27,7 +28,10 @@ FINGERPRINT_KEYS = ("seed", "model", "prompt", "sft", "teach", "benchmark", "tea
 
 def build_trainer(ctx: StageContext, max_epochs: int, checkpointer: Checkpointer | None = None, **overrides):
     """A Lightning Trainer from ``cfg.trainer`` with the job's logger (and ``checkpointer``, which saves
-    through its own checkpoint I/O plugin, beside the callbacks and plugins the trainer config names)."""
+    through its own checkpoint I/O plugin, beside the callbacks and plugins the trainer config names).
+    A precision of ``auto`` (from the config or ``overrides``) becomes what the hardware runs natively."""
+    precision = overrides.get("precision", ctx.cfg.trainer.get("precision", "32-true"))
+    overrides["precision"] = resolve_precision(precision, ctx.cfg.trainer.get("accelerator", "auto"))
     if checkpointer is not None:
         overrides["callbacks"] = [*instantiate(ctx.cfg.trainer.get("callbacks") or []), checkpointer]
         overrides["plugins"] = [*instantiate(ctx.cfg.trainer.get("plugins") or []), checkpointer.io]
@@ -61,7 +65,7 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
     module = SFTModule(model, instantiate(cfg.sft.optimizer), instantiate(cfg.sft.scheduler))
     trainer = build_trainer(ctx, cfg.sft.epochs, checkpointer, limit_val_batches=1.0 if n_val else 0)
     print(f"{method_name}: training {type(model).__name__} on {len(examples) - n_val} {spec.trace} traces "
-          f"({cfg.sft.epochs} epochs)")
+          f"({cfg.sft.epochs} epochs, {trainer.precision} precision)")
     model.train()
     started = time.perf_counter()
     checkpointer.fit(trainer, module, resume, datamodule=data)

@@ -1,0 +1,42 @@
+"""``precision: auto``: the fastest training precision the job's hardware runs natively.
+
+Lightning has no automatic precision, and the right one depends on the machine: bf16 autocast roughly
+halves a small model's training time on a GPU from Ampere on, and makes it about 1.5x faster on a CPU with
+bf16 dot-product instructions (AVX512-BF16 or AMX), but emulating bf16 on a CPU without them is slower than
+float32. So ``auto`` becomes ``bf16-mixed`` where bf16 is native and ``32-true`` elsewhere; every other
+value is passed to Lightning unchanged. Weights stay float32 under ``bf16-mixed`` (only the matrix products
+run in bf16), so saved models and their accuracy differ from a ``32-true`` run by rounding only.
+"""
+
+from __future__ import annotations
+
+import torch
+
+AUTO = "auto"
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX tiles).
+
+    torch exposes the checks privately (``torch.cpu._is_*_supported``); if a future torch drops them the
+    answer is False, which only costs speed.
+    """
+    checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+    return any(check is not None and bool(check()) for check in checks)
+
+
+def uses_gpu(accelerator: str) -> bool:
+    """Whether a Trainer with this ``accelerator`` setting trains on a CUDA GPU."""
+    accelerator = str(accelerator)
+    return accelerator in ("gpu", "cuda") or (accelerator == AUTO and torch.cuda.is_available())
+
+
+def resolve_precision(precision: str | int, accelerator: str = AUTO) -> str | int:
+    """``precision`` for Lightning's Trainer, with ``auto`` replaced by what the hardware runs natively."""
+    if str(precision) != AUTO:
+        return precision
+    if uses_gpu(accelerator):
+        native = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    else:
+        native = cpu_has_native_bf16()
+    return "bf16-mixed" if native else "32-true"
