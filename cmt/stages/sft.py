@@ -16,8 +16,8 @@ from cmt.checkpointing import Checkpointer
 from cmt.data.prompts import render_prompt
 from cmt.data.sft import SFTDataModule, tokenize_pairs
 from cmt.models import load_model, save_model
-from cmt.precision import resolve_precision
 from cmt.modules.sft import SFTModule
+from cmt.precision import resolve_precision
 from cmt.results.store import read_jsonl
 from cmt.stages.common import MissingInputError, StageContext, checkpoint_dir, method, training_set_path
 
