@@ -28,6 +28,9 @@ from cmt.errors import CmtError
 
 BUNDLED_PREFIX = "bundled:"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# The attention kernels transformers can load a model with (``model.attn_implementation``); null leaves its
+# default (sdpa). The flash_attention ones need their package and a GPU.
+ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
 
 
 class ModelNotFoundError(CmtError, FileNotFoundError):
@@ -83,7 +86,7 @@ def load_model(model_cfg: DictConfig | dict[str, Any], checkpoint: str | os.Path
     """Load the student described by ``model_cfg``, optionally from a fine-tuned ``checkpoint`` folder.
 
     Args:
-        model_cfg: A ``conf/model`` node (``source``, ``path``, ``dtype``, ``lora``,
+        model_cfg: A ``conf/model`` node (``source``, ``path``, ``dtype``, ``attn_implementation``, ``lora``,
             ``activation_checkpointing``).
         checkpoint: A folder written by a training stage; it holds full weights, or a LoRA adapter over the
             base model of ``model_cfg``.
@@ -98,8 +101,10 @@ def load_model(model_cfg: DictConfig | dict[str, Any], checkpoint: str | os.Path
     dtype = DTYPES[str(model_cfg.get("dtype", "float32"))]
     adapter = checkpoint is not None and (Path(checkpoint) / "adapter_config.json").is_file()
     weights = base if checkpoint is None or adapter else str(checkpoint)
+    attention = model_cfg.get("attn_implementation")
+    options = {"attn_implementation": str(attention)} if attention else {}
     try:
-        model = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype, **options)
     except (OSError, ValueError) as error:
         raise _load_error(weights, error) from error
     tokenizer = load_tokenizer(str(checkpoint) if checkpoint is not None and not adapter else base)

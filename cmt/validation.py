@@ -33,7 +33,7 @@ from cmt.config_checks import (
     string,
 )
 from cmt.errors import ConfigError
-from cmt.models import DTYPES
+from cmt.models import ATTENTION_IMPLEMENTATIONS, DTYPES
 from cmt.rl.config import validate_rl_config
 from cmt.teachers import KINDS
 from cmt.teachers.filters import SELECTIONS
@@ -106,11 +106,13 @@ def check_common(cfg: DictConfig) -> None:
 
 
 def check_model(cfg: DictConfig) -> None:
-    """The student: where it comes from, its dtype, LoRA (checked only when enabled) and hparams."""
+    """The student: where it comes from, its dtype and attention kernel, LoRA (checked only when enabled) and hparams."""
     string(cfg, "model.name")
     string(cfg, "model.source")
     string(cfg, "model.path", optional=True)
     choice(cfg, "model.dtype", tuple(DTYPES))
+    if get(cfg, "model.attn_implementation", default=None) is not None:
+        choice(cfg, "model.attn_implementation", ATTENTION_IMPLEMENTATIONS)
     if has(cfg, "model.activation_checkpointing"):
         boolean(cfg, "model.activation_checkpointing")
     if boolean(cfg, "model.lora.enabled"):
@@ -326,6 +328,7 @@ def check_pretrain(cfg: DictConfig) -> None:
         raise fail("stage.max_length", get(cfg, "stage.max_length"),
                    f"must be at most stage.architecture.max_positions={arch['max_positions']}")
     _precision(cfg, "stage.precision")
+    choice(cfg, "stage.attn_implementation", ATTENTION_IMPLEMENTATIONS)
     string(cfg, "stage.output_dir")
     _optimizer(cfg, "stage.optimizer")
     if has(cfg, "stage.scheduler.num_warmup_steps"):

@@ -57,10 +57,13 @@ def initial_model(ctx: StageContext, corpus: list[str]) -> tuple[PreTrainedModel
         if not (folder / "config.json").is_file():
             raise MissingInputError(f"stage.init_from={folder} is not a saved model folder; point it at the "
                                     "stage.output_dir of an earlier `python run.py stage=pretrain`")
-        return AutoModelForCausalLM.from_pretrained(folder), load_tokenizer(str(folder))
-    tokenizer = train_tokenizer(tokenizer_texts(corpus, stage.tokenizer_documents, cfg.seed), stage.vocab_size)
-    torch.manual_seed(cfg.seed)
-    return Qwen2ForCausalLM(architecture(tokenizer, **stage.architecture)), tokenizer
+        model, tokenizer = AutoModelForCausalLM.from_pretrained(folder), load_tokenizer(str(folder))
+    else:
+        tokenizer = train_tokenizer(tokenizer_texts(corpus, stage.tokenizer_documents, cfg.seed), stage.vocab_size)
+        torch.manual_seed(cfg.seed)
+        model = Qwen2ForCausalLM(architecture(tokenizer, **stage.architecture))
+    model.set_attn_implementation(str(stage.attn_implementation))
+    return model, tokenizer
 
 
 def run(ctx: StageContext) -> dict[str, float]:
