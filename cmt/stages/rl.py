@@ -107,10 +107,11 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
                           start=resume.batches_in_epoch if resume else 0)
     train_loader = DataLoader(range(len(train)), batch_sampler=batches, collate_fn=list)
     val_loader = DataLoader(list(range(len(val_problems))), batch_size=len(val_problems) or 1, collate_fn=list)
-    # Gradients are clipped by the module (manual optimisation), at rl.max_grad_norm.
+    # Gradients are clipped by the module (manual optimisation), at rl.max_grad_norm. Every RL step is logged:
+    # each is a whole sample-score-update round, and a run has tens to hundreds of them, not thousands.
     trainer = build_trainer(ctx, 1, checkpointer, val_check_interval=min(int(cfg.rl.val_interval), steps),
                             limit_val_batches=1.0 if val_problems else 0, check_val_every_n_epoch=None,
-                            gradient_clip_val=None, strategy="auto", devices=1)
+                            gradient_clip_val=None, strategy="auto", devices=1, log_every_n_steps=1)
     print(f"{method_name}: {steps} RL steps of {per_step} prompts x {cfg.rl.group_size} rollouts "
           f"({cfg.rl.name}, reward {reward_cfg.name}, {trainer.precision} precision) from {parent}")
     policy.train()

@@ -48,3 +48,16 @@ def test_cot_sft_runs_after_teach_logs_csv_and_eval_finds_its_checkpoint(tmp_pat
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [json.loads(line) for line in (tmp_path / "results" / "runs.jsonl").read_text().splitlines()]
     assert {r["method"] for r in rows} == {"cot_sft"}
+
+
+def test_ccrl_logs_every_rl_step(tmp_path):
+    """Each RL step is a whole sample-score-update round: every one reaches the logger, not one in
+    ``trainer.log_every_n_steps`` (10 by default, which left a 16-step run with a single row)."""
+    assert _run(tmp_path, "stage=teach").returncode == 0
+    assert _run(tmp_path, "stage=comt_sft").returncode == 0
+    out = _run(tmp_path, "stage=ccrl", "rl.steps=3", "rl.val_interval=3", logger="csv")
+    assert out.returncode == 0, out.stderr[-3000:]
+    (path,) = (tmp_path / "job" / "csv").glob("version_*/metrics.csv")
+    header, *lines = path.read_text().splitlines()
+    column = header.split(",").index("reward/total")
+    assert sum(1 for line in lines if line.split(",")[column]) == 3
