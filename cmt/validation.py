@@ -106,7 +106,7 @@ def check_common(cfg: DictConfig) -> None:
 
 
 def check_model(cfg: DictConfig) -> None:
-    """The student: where it comes from, its dtype and attention kernel, LoRA (checked only when enabled) and hparams."""
+    """The student: where it comes from, its dtype and attention kernel, LoRA (checked only when enabled), hparams."""
     string(cfg, "model.name")
     string(cfg, "model.source")
     string(cfg, "model.path", optional=True)
