@@ -1,7 +1,7 @@
 """``precision: auto``: the fastest training precision the job's hardware runs natively.
 
 Lightning has no automatic precision, and the right one depends on the machine: bf16 autocast is what GPUs
-from Ampere on are built for, and it trains the bundled tiny model about 1.4x faster on a 2-core CPU with
+from Ampere on are built for, and it trains the bundled tiny model about 2x faster on a 2-core CPU with
 bf16 dot-product instructions (AVX512-BF16 or AMX; README, Results), but emulating bf16 on a CPU without
 them can be slower than float32. So ``auto`` becomes ``bf16-mixed`` where bf16 is native and ``32-true``
 elsewhere; every other value is passed to Lightning unchanged. Weights stay float32 under ``bf16-mixed``
