@@ -36,8 +36,14 @@ class Sampled:
 @torch.no_grad()
 def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
            eos_ids: Sequence[int], pad_id: int, temperature: float = 0.0,
-           generator: torch.Generator | None = None, compact_fraction: float = 0.25) -> Sampled:
-    """Sample up to ``max_new_tokens`` tokens after left-padded prompts.
+           generator: torch.Generator | None = None, compact_fraction: float = 0.25,
+           num_samples: int = 1) -> Sampled:
+    """Sample up to ``max_new_tokens`` tokens after left-padded prompts, ``num_samples`` times each.
+
+    With ``num_samples`` > 1 (an RL group, pass@k samples) each prompt is run through the model once and its
+    KV cache is copied to its ``num_samples`` rows, laid out prompt by prompt (rows ``i * num_samples`` to
+    ``(i + 1) * num_samples - 1`` continue prompt ``i``): the same rows as repeating every prompt, without
+    paying for the prompt ``num_samples`` times.
 
     Rows that have ended leave the batch: once at least ``compact_fraction`` of the rows still being
     decoded have emitted EOS, they are dropped from the KV cache and the batch (``Cache.batch_select_indices``),
@@ -53,14 +59,24 @@ def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torc
         generator: Random generator for sampling (reproducible rollouts).
         compact_fraction: Drop ended rows when they are at least this fraction of the live batch
             (1.0: only when all have ended, i.e. never compact).
+        num_samples: Completions per prompt.
+
+    Returns:
+        ``B * num_samples`` rows, prompt by prompt.
     """
     device = input_ids.device
-    batch = input_ids.shape[0]
     eos = torch.tensor(list(eos_ids), device=device)
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache()
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                 past_key_values=cache, use_cache=True, logits_to_keep=1)
+    last_logits = out.logits[:, -1]
+    if num_samples > 1:
+        cache.batch_repeat_interleave(num_samples)
+        last_logits = last_logits.repeat_interleave(num_samples, dim=0)
+        attention_mask = attention_mask.repeat_interleave(num_samples, dim=0)
+        position_ids = position_ids.repeat_interleave(num_samples, dim=0)
+    batch = attention_mask.shape[0]
     tokens = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
     logprobs = torch.zeros((batch, max_new_tokens), dtype=torch.float32, device=device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
@@ -72,7 +88,7 @@ def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torc
     steps = 0
     for step in range(max_new_tokens):
         steps = step + 1
-        logits = out.logits[:, -1].float()
+        logits = last_logits.float()
         if temperature > 0:
             logits = logits / temperature
         step_logprobs = torch.log_softmax(logits, dim=-1)
@@ -98,6 +114,7 @@ def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torc
         attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
         out = model(input_ids=choice[:, None], attention_mask=attention_mask, position_ids=next_position,
                     past_key_values=cache, use_cache=True)
+        last_logits = out.logits[:, -1]
         next_position = next_position + 1
     finished[live[ended]] = True
     return Sampled(tokens[:, :steps], logprobs[:, :steps], lengths, finished)

@@ -70,27 +70,31 @@ def generate_completions(model, tokenizer, prompts: Sequence[str], max_new_token
 
     Greedy with the defaults. With ``samples`` > 1, each prompt is sampled that many times at
     ``temperature`` (drawing from ``generator``, on the model's device, for reproducibility) and the
-    result holds a prompt's ``samples`` completions one after the other.
+    result holds a prompt's ``samples`` completions one after the other; a batch then holds
+    ``batch_size // samples`` prompts (at least one), each run through the model once for all its samples.
     """
     device = next(model.parameters()).device
-    prompts = [p for p in prompts for _ in range(samples)]
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-    results: list[Completion | None] = [None] * len(prompts)
+    per_batch = max(1, batch_size // samples)
+    results: list[Completion | None] = [None] * (len(prompts) * samples)
     eos_ids = sorted({tokenizer.eos_token_id, *([tokenizer.pad_token_id] if tokenizer.pad_token_id is not None else [])})
     was_training = model.training
     model.eval()
-    with tqdm(total=len(prompts), desc=desc, unit="problem", leave=False) as bar:
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
-            inputs = left_pad(tokenizer, [prompts[i] for i in rows], device)
+    with tqdm(total=len(results), desc=desc, unit="problem", leave=False) as bar:
+        for start in range(0, len(order), per_batch):
+            chosen = order[start:start + per_batch]
+            inputs = left_pad(tokenizer, [prompts[i] for i in chosen], device)
             out = sample(model, **inputs, max_new_tokens=max_new_tokens, eos_ids=eos_ids,
-                         pad_id=tokenizer.pad_token_id, temperature=temperature, generator=generator)
-            for j, i in enumerate(rows):
+                         pad_id=tokenizer.pad_token_id, temperature=temperature, generator=generator,
+                         num_samples=samples)
+            # Row j of the output is sample j % samples of prompt chosen[j // samples].
+            for j in range(out.tokens.shape[0]):
                 n = int(out.lengths[j])
                 ids = out.tokens[j, :n].tolist()
-                results[i] = Completion(text=tokenizer.decode(ids, skip_special_tokens=True), token_ids=ids,
-                                        logprobs=out.logprobs[j, :n].tolist(), finished=bool(out.finished[j]))
-            bar.update(len(rows))
+                results[chosen[j // samples] * samples + j % samples] = Completion(
+                    text=tokenizer.decode(ids, skip_special_tokens=True), token_ids=ids,
+                    logprobs=out.logprobs[j, :n].tolist(), finished=bool(out.finished[j]))
+            bar.update(out.tokens.shape[0])
     model.train(was_training)
     return [r for r in results if r is not None]
 

@@ -12,6 +12,7 @@ from cmt.data.prompts import render_prompt
 from cmt.errors import ConfigError
 from cmt.eval.evaluate import Completion, Scored, generate_completions, metrics, score
 from cmt.eval.sampling import majority_vote, pass_at_k
+from cmt.generation import left_pad, sample
 from cmt.models import bundled_path, load_tokenizer
 from cmt.stages.evaluate import check_sampling
 
@@ -105,6 +106,25 @@ def test_sampled_generation_returns_samples_per_prompt_reproducibly(tiny):
     assert all(len(c.logprobs) == len(c.token_ids) and all(lp <= 0 for lp in c.logprobs) for c in first)
     # At temperature 1 the tiny model's three samples of a prompt are not all the same.
     assert len({tuple(c.token_ids) for c in first[:3]}) > 1 or len({tuple(c.token_ids) for c in first[3:]}) > 1
+
+
+def test_each_prompts_samples_come_back_in_its_place(tiny):
+    """Prompts are batched longest-first and prefilled once for all their samples; near-greedy sampling
+    (temperature 1e-4) must give every sample its own prompt's greedy completion, in input order."""
+    model, tokenizer = tiny
+    prompts = ["Question: What is 2 + 3?\nAnswer:", "Question: Tom has 4 apples and eats 1. How many are left?\nAnswer:",
+               "Question: 7 - 2?\nAnswer:"]
+    greedy = []
+    for prompt in prompts:
+        one = sample(model, **left_pad(tokenizer, [prompt]), max_new_tokens=10, eos_ids=[tokenizer.eos_token_id],
+                     pad_id=tokenizer.pad_token_id)
+        greedy.append(one.tokens[0, :int(one.lengths[0])].tolist())
+    assert len(set(map(tuple, greedy))) == len(prompts)
+    assert [c.token_ids for c in generate_completions(model, tokenizer, prompts, 10, batch_size=8)] == greedy
+    for batch_size in (3, 8):
+        sampled = generate_completions(model, tokenizer, prompts, 10, batch_size=batch_size, samples=2,
+                                       temperature=1e-4, generator=torch.Generator().manual_seed(0))
+        assert [c.token_ids for c in sampled] == [ids for ids in greedy for _ in range(2)]
 
 
 def test_few_shot_plain_text_puts_worked_examples_before_the_question():

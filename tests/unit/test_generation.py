@@ -45,3 +45,19 @@ def test_offsets_locate_a_number_exactly(tiny):
     start = text.rindex("27")
     span = tokens_in_span(offsets, start, start + 2)
     assert "".join(text[offsets[i][0]:offsets[i][1]] for i in span).strip() == "27"
+
+
+def test_several_samples_per_prompt_share_one_prompt_pass_and_give_the_repeated_prompts_rows(tiny):
+    model, tokenizer = tiny
+    inputs = left_pad(tokenizer, PROMPTS)
+    shared = sample(model, **inputs, max_new_tokens=10, eos_ids=[tokenizer.eos_token_id],
+                    pad_id=tokenizer.pad_token_id, num_samples=3)
+    repeated = sample(model, **{k: v.repeat_interleave(3, dim=0) for k, v in inputs.items()}, max_new_tokens=10,
+                      eos_ids=[tokenizer.eos_token_id], pad_id=tokenizer.pad_token_id)
+    assert shared.tokens.shape[0] == 3 * len(PROMPTS)
+    assert torch.equal(shared.tokens, repeated.tokens)
+    assert torch.equal(shared.lengths, repeated.lengths)
+    torch.testing.assert_close(shared.logprobs, repeated.logprobs, atol=1e-5, rtol=0)
+    # Rows come prompt by prompt: a prompt's greedy rows are identical, and differ from the next prompt's.
+    assert torch.equal(shared.tokens[0], shared.tokens[2])
+    assert not torch.equal(shared.tokens[0], shared.tokens[3])
