@@ -36,6 +36,7 @@ from cmt.rewards.outcome import answer_correct
 from cmt.rewards.types import rollouts_from_sampled
 from cmt.rl.advantages import AdvantageInputs, compute_advantages
 from cmt.rl.filters import varied_groups
+from cmt.rl.forward import completion_logits
 from cmt.rl.logits import entropy_from_logits, token_logprobs
 from cmt.rl.losses import kl_penalty, policy_loss, value_loss
 from cmt.rl.masked import completion_mask, masked_mean
@@ -60,18 +61,23 @@ class Batch:
     """The rollouts of one RL step as tensors: prompt + completion, and everything the update reads.
 
     ``input_ids`` is ``[prompt | completion]``: prompts left-padded to ``prompt_width``, completions
-    right-padded to the longest rollout. Fields added in ``fields`` are (B,) or (B, T) over completion tokens.
+    right-padded to the longest rollout. Rollouts come group by group, ``group_size`` per prompt; the distinct
+    prompts are kept too (``prompt_ids``), so that a forward pass can run each of them once. Fields added in
+    ``fields`` are (B,) or (B, T) over completion tokens.
     """
 
     def __init__(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, tokens: torch.Tensor,
-                 lengths: torch.Tensor):
+                 lengths: torch.Tensor, group_size: int):
+        self.prompt_ids, self.prompt_mask = prompt_ids, prompt_mask
         self.prompt_width = prompt_ids.shape[1]
-        # On the host: chunking and cutting read them for every micro-batch.
-        self.prompt_lengths = prompt_mask.sum(1).cpu()
+        # Each rollout's prompt (a row of prompt_ids); on the host, like the lengths: chunking and cutting
+        # read them for every micro-batch.
+        self.owner = torch.arange(tokens.shape[0]) // group_size
+        self.prompt_lengths = prompt_mask.sum(1).cpu()[self.owner]
         self.lengths = lengths.cpu()
         self.mask = completion_mask(lengths, tokens.shape[1]).float()
-        self.input_ids = torch.cat([prompt_ids, tokens], dim=1)
-        self.attention_mask = torch.cat([prompt_mask, self.mask.long()], dim=1)
+        self.input_ids = torch.cat([prompt_ids[self.owner], tokens], dim=1)
+        self.attention_mask = torch.cat([prompt_mask[self.owner], self.mask.long()], dim=1)
         self.position_ids = (self.attention_mask.cumsum(-1) - 1).clamp(min=0)
         self.tokens = tokens
         self.fields: dict[str, torch.Tensor] = {}
@@ -89,14 +95,17 @@ class Batch:
         Left padding that every picked prompt has, and completion columns past the longest picked rollout,
         are dropped. They are masked out of attention and loss, so every log-prob, value and loss is the
         same as on the full width; only the forward pass gets cheaper. (B, T) fields are cut to match;
-        the completion starts at column ``input_ids.shape[1] - tokens.shape[1]``.
+        the completion starts at column ``input_ids.shape[1] - tokens.shape[1]``. ``prompt_ids`` and
+        ``prompt_mask`` hold the distinct prompts of the picked rows (cut alike), ``owner`` each row's among them.
         """
         lead = self.prompt_width - int(self.prompt_lengths[index].max())
         width = max(int(self.lengths[index].max()), 1)
         columns = slice(lead, self.prompt_width + width)
+        prompts, owner = torch.unique(self.owner[index], return_inverse=True)
         picked = {"input_ids": self.input_ids[index, columns], "attention_mask": self.attention_mask[index, columns],
                   "position_ids": self.position_ids[index, columns], "tokens": self.tokens[index, :width],
-                  "mask": self.mask[index, :width]}
+                  "mask": self.mask[index, :width], "prompt_ids": self.prompt_ids[prompts, lead:],
+                  "prompt_mask": self.prompt_mask[prompts, lead:], "owner": owner.to(self.tokens.device)}
         for name, value in self.fields.items():
             picked[name] = value[index, :width] if value.dim() == 2 else value[index]
         return picked
@@ -186,23 +195,20 @@ class RLModule(pl.LightningModule):
     # ---------------------------------------------------------------- one step
     def _forward(self, model: torch.nn.Module, rows: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T) log-probs of the completion tokens under ``model`` (sampling temperature) and its (B, T, V) logits."""
-        width = rows["tokens"].shape[1]
-        logits = model(input_ids=rows["input_ids"], attention_mask=rows["attention_mask"],
-                       position_ids=rows["position_ids"], logits_to_keep=width + 1).logits[:, :-1]
+        logits = completion_logits(model, rows)
         return token_logprobs(logits, rows["tokens"], self.rl.temperature), logits
 
     @torch.no_grad()
     def _rollout(self, problems: Sequence[Problem]):
         """Sample ``group_size`` completions per problem; rows are laid out group by group."""
         group = int(self.rl.group_size)
-        prompts = [self.render(p.question) for p in problems for _ in range(group)]
-        inputs = left_pad(self.tokenizer, prompts, self.device)
+        inputs = left_pad(self.tokenizer, [self.render(p.question) for p in problems], self.device)
         self.policy.eval()
         sampled = sample(self.policy, **inputs, max_new_tokens=int(self.rl.max_new_tokens), eos_ids=self.eos_ids,
                          pad_id=self.tokenizer.pad_token_id, temperature=float(self.rl.temperature),
-                         generator=self.generator)
+                         generator=self.generator, num_samples=group)
         self.policy.train()
-        rollouts = rollouts_from_sampled(self.tokenizer, sampled, [i // group for i in range(len(prompts))])
+        rollouts = rollouts_from_sampled(self.tokenizer, sampled, [i // group for i in range(len(problems) * group)])
         return rollouts, sampled, inputs
 
     @torch.no_grad()
@@ -216,7 +222,7 @@ class RLModule(pl.LightningModule):
         keep = torch.ones(len(rollouts), dtype=torch.bool)
         if self.rl.dynamic_sampling.enabled:
             keep = varied_groups(scores, group, float(self.rl.dynamic_sampling.tolerance))
-        batch = Batch(inputs["input_ids"], inputs["attention_mask"], sampled.tokens, sampled.lengths)
+        batch = Batch(inputs["input_ids"], inputs["attention_mask"], sampled.tokens, sampled.lengths, group)
         token_rewards = rewards.token_rewards(batch.tokens.shape[1])
         batch.fields["old_logprobs"] = sampled.logprobs.float()
         metrics = dict(rewards.metrics())

@@ -1,0 +1,97 @@
+"""Completion logits with each prompt run once per group: the same values and gradients as whole rows."""
+
+import pytest
+import torch
+
+from cmt.generation import left_pad, sample
+from cmt.modules.rl import Batch
+from cmt.rl.forward import _full_rows, completion_logits
+from cmt.rl.logits import token_logprobs
+
+PROMPTS = ["Question: Mia has 12 apples. She finds 5 more apples. How many apples does Mia have now?\nAnswer:",
+           "Question: Leo has 7 coins.\nAnswer:", "Question: A box holds 3 pens. How many pens are in 4 boxes?\nAnswer:"]
+GROUP = 4
+
+
+@pytest.fixture
+def batch(tiny) -> Batch:
+    """Sampled rollouts of three prompts, four each, of varied lengths."""
+    model, tokenizer = tiny
+    inputs = left_pad(tokenizer, PROMPTS)
+    sampled = sample(model, **inputs, max_new_tokens=12, eos_ids=[tokenizer.eos_token_id],
+                     pad_id=tokenizer.pad_token_id, temperature=1.0, generator=torch.Generator().manual_seed(0),
+                     num_samples=GROUP)
+    batch = Batch(inputs["input_ids"], inputs["attention_mask"], sampled.tokens, sampled.lengths, GROUP)
+    assert len(set(batch.lengths.tolist())) > 1 and len(set(batch.prompt_lengths.tolist())) > 1
+    return batch
+
+
+def _logprobs_and_gradient(model, rows, forward):
+    model.zero_grad(set_to_none=True)
+    logprobs = token_logprobs(forward(model, rows), rows["tokens"])
+    (logprobs * rows["mask"]).sum().backward()
+    return logprobs.detach(), torch.cat([p.grad.flatten() for p in model.parameters()])
+
+
+def test_prompts_once_give_the_whole_rows_log_probs_and_gradients(tiny, batch):
+    model, _ = tiny
+    model.train()
+    # A micro-batch of rows from two of the three prompts, in mixed order.
+    index = torch.tensor([5, 0, 6, 3, 1, 4])
+    rows = batch.rows(index)
+    assert rows["prompt_ids"].shape[0] == 2 and rows["owner"].tolist() == [1, 0, 1, 0, 0, 1]
+    whole, whole_grad = _logprobs_and_gradient(model, rows, _full_rows)
+    shared, shared_grad = _logprobs_and_gradient(model, rows, completion_logits)
+    mask = rows["mask"].bool()
+    torch.testing.assert_close(shared[mask], whole[mask], atol=1e-4, rtol=0)
+    assert float((shared_grad - whole_grad).norm() / whole_grad.norm()) < 1e-4
+
+
+def test_one_token_completions_need_only_the_prompt_pass(tiny, batch):
+    model, _ = tiny
+    rows = batch.rows(torch.arange(batch.tokens.shape[0]))
+    # Every rollout cut to its first token: [prompt | token].
+    columns = rows["prompt_ids"].shape[1] + 1
+    rows.update({name: rows[name][:, :columns] for name in ("input_ids", "attention_mask", "position_ids")})
+    rows.update(tokens=rows["tokens"][:, :1], mask=torch.ones_like(rows["mask"][:, :1]))
+    with torch.no_grad():
+        shared = completion_logits(model.eval(), rows)
+        whole = _full_rows(model, rows)
+    assert shared.shape[1] == 1
+    torch.testing.assert_close(shared, whole, atol=1e-4, rtol=0)
+
+
+def test_a_checkpointed_model_in_training_gets_whole_rows(tiny, batch):
+    """transformers drops the KV cache of a checkpointed layer in training mode: the prompts-once pass would
+    see completions without their prompt. The checkpointed model must give the uncheckpointed values."""
+    from cmt.models import enable_activation_checkpointing
+
+    model, _ = tiny
+    rows = batch.rows(torch.arange(batch.tokens.shape[0]))
+    model.train()
+    expected, _ = _logprobs_and_gradient(model, rows, completion_logits)
+    enable_activation_checkpointing(model)
+    model.train()
+    checkpointed, _ = _logprobs_and_gradient(model, rows, completion_logits)
+    mask = rows["mask"].bool()
+    torch.testing.assert_close(checkpointed[mask], expected[mask], atol=1e-4, rtol=0)
+
+
+def test_gradients_repeat_exactly_from_run_to_run(tiny):
+    """Copying prompt rows must not add gradients in a thread-dependent order: a seeded run repeats itself.
+    (Enough rows that a copy spans more than one thread's share: 36 rows of ~200-token prompts.)"""
+    model, tokenizer = tiny
+    inputs = left_pad(tokenizer, [" ".join([prompt] * 8) for prompt in PROMPTS])
+    sampled = sample(model, **inputs, max_new_tokens=4, eos_ids=[tokenizer.eos_token_id],
+                     pad_id=tokenizer.pad_token_id, temperature=1.0, generator=torch.Generator().manual_seed(0),
+                     num_samples=12)
+    rows = Batch(inputs["input_ids"], inputs["attention_mask"], sampled.tokens, sampled.lengths, 12).rows(
+        torch.arange(sampled.tokens.shape[0]))
+    model.train()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(threads, 2))
+    try:
+        gradients = [_logprobs_and_gradient(model, rows, completion_logits)[1] for _ in range(8)]
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(gradients[0], g) for g in gradients[1:])
