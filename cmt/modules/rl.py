@@ -185,12 +185,21 @@ class RLModule(pl.LightningModule):
 
     @contextlib.contextmanager
     def _reference_model(self) -> Iterator[torch.nn.Module]:
-        """The frozen reference: a separate model, or the policy with its LoRA adapters disabled."""
+        """The frozen reference: a separate model, or the policy with its LoRA adapters disabled.
+
+        The policy-as-reference runs in eval mode, like a separate reference: no dropout, and no activation
+        checkpointing, which would stop `cmt.rl.forward` from running each prompt once.
+        """
         if self._reference:
             yield self._reference[0]
         else:
-            with self.policy.disable_adapter():
-                yield self.policy
+            was_training = self.policy.training
+            self.policy.eval()
+            try:
+                with self.policy.disable_adapter():
+                    yield self.policy
+            finally:
+                self.policy.train(was_training)
 
     # ---------------------------------------------------------------- one step
     def _forward(self, model: torch.nn.Module, rows: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -107,3 +107,44 @@ def test_a_micro_batch_cut_to_its_rows_width_gives_the_full_width_results(tiny, 
             torch.testing.assert_close(values[mask], full_values[index, :width][mask], atol=1e-4, rtol=0)
             assert not batch.mask[index, width:].any()
     assert narrower > 0
+
+
+def test_lora_policy_with_checkpointing_trains_and_its_reference_is_the_base_model_in_eval_mode(tiny, rl_config):
+    """LoRA without a separate reference: the reference is the policy with adapters off, run in eval mode
+    (so activation checkpointing does not force whole rows), and it gives the base model's log-probs."""
+    from cmt.models import enable_activation_checkpointing, wrap_lora
+    from cmt.rl.forward import _full_rows
+    from cmt.rl.logits import token_logprobs
+
+    model, tokenizer = tiny
+    base = copy.deepcopy(model).eval()
+    enable_activation_checkpointing(model)
+    policy = wrap_lora(model, {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": "all-linear"})
+    # Non-zero adapters, so that "adapters off" is not the same as "adapters on".
+    for name, p in policy.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.02)
+    policy.train()
+    rl, reward_cfg = rl_config("grpo", kl_coef=0.05)
+    reward = validate_rl_config(rl, reward_cfg)
+    module = RLModule(policy, tokenizer, generate("train", 4, seed=2), [],
+                      lambda q: render_prompt(q, "Question: {question}\nAnswer:"), rl, reward,
+                      lambda params: torch.optim.AdamW(params, lr=1e-3))
+    modes = []
+    hook = policy.register_forward_pre_hook(lambda module, args: modes.append(module.training))
+    batch, _ = module._score(module.problems[:2])
+    hook.remove()
+    # Sampling and the reference pass ran in eval mode; the policy is back in training mode.
+    assert modes and not any(modes)
+    assert policy.training
+    rows = batch.rows(torch.arange(batch.tokens.shape[0]))
+    mask = rows["mask"].bool()
+    with torch.no_grad():
+        expected = token_logprobs(_full_rows(base, rows), rows["tokens"])
+    torch.testing.assert_close(batch.fields["ref_logprobs"][:, :mask.shape[1]][mask], expected[mask], atol=1e-4,
+                               rtol=0)
+    frozen = {name: p.detach().clone() for name, p in policy.named_parameters() if not p.requires_grad}
+    trained = {name: p.detach().clone() for name, p in policy.named_parameters() if p.requires_grad}
+    _train(policy, tokenizer, rl, reward_cfg)
+    assert all(torch.equal(frozen[name], p) for name, p in policy.named_parameters() if name in frozen)
+    assert any(not torch.equal(trained[name], p) for name, p in policy.named_parameters() if name in trained)
