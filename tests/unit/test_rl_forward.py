@@ -77,21 +77,29 @@ def test_a_checkpointed_model_in_training_gets_whole_rows(tiny, batch):
     torch.testing.assert_close(checkpointed[mask], expected[mask], atol=1e-4, rtol=0)
 
 
-def test_gradients_repeat_exactly_from_run_to_run(tiny):
-    """Copying prompt rows must not add gradients in a thread-dependent order: a seeded run repeats itself.
-    (Enough rows that a copy spans more than one thread's share: 36 rows of ~200-token prompts.)"""
-    model, tokenizer = tiny
-    inputs = left_pad(tokenizer, [" ".join([prompt] * 8) for prompt in PROMPTS])
-    sampled = sample(model, **inputs, max_new_tokens=4, eos_ids=[tokenizer.eos_token_id],
-                     pad_id=tokenizer.pad_token_id, temperature=1.0, generator=torch.Generator().manual_seed(0),
-                     num_samples=12)
-    rows = Batch(inputs["input_ids"], inputs["attention_mask"], sampled.tokens, sampled.lengths, 12).rows(
-        torch.arange(sampled.tokens.shape[0]))
-    model.train()
+def test_copying_prompt_rows_adds_their_gradients_in_a_fixed_order():
+    """A seeded run must repeat itself: the copy's backward may not add gradients in a thread-dependent
+    order. (Advanced indexing, ``keys[owner]``, fails this at these sizes on two threads: its backward adds
+    with atomics.)"""
+    from transformers import DynamicCache
+
+    from cmt.rl.forward import _copy_rows
+
+    generator = torch.Generator().manual_seed(0)
+    keys = torch.randn(4, 2, 300, 64, generator=generator, requires_grad=True)
+    owner = torch.arange(32) % 4
+    weight = torch.randn(32, 2, 300, 64, generator=generator)
     threads = torch.get_num_threads()
     torch.set_num_threads(max(threads, 2))
     try:
-        gradients = [_logprobs_and_gradient(model, rows, completion_logits)[1] for _ in range(8)]
+        gradients = []
+        for _ in range(20):
+            cache = DynamicCache()
+            cache.update(keys, keys, 0)
+            _copy_rows(cache, owner)
+            (cache.layers[0].keys * weight).sum().backward()
+            gradients.append(keys.grad.clone())
+            keys.grad = None
     finally:
         torch.set_num_threads(threads)
     assert all(torch.equal(gradients[0], g) for g in gradients[1:])
