@@ -66,7 +66,7 @@ def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torc
     """
     device = input_ids.device
     eos = torch.tensor(list(eos_ids), device=device)
-    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    position_ids = positions(attention_mask)
     cache = DynamicCache()
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                 past_key_values=cache, use_cache=True, logits_to_keep=1)
@@ -118,6 +118,11 @@ def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torc
         next_position = next_position + 1
     finished[live[ended]] = True
     return Sampled(tokens[:, :steps], logprobs[:, :steps], lengths, finished)
+
+
+def positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids of left-padded rows: 0 at each row's first real token (padding gets 0 too; it is masked)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 def left_pad(tokenizer, texts: Sequence[str], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:

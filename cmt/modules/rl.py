@@ -29,7 +29,7 @@ from omegaconf import DictConfig
 from cmt.data.problem import Problem
 from cmt.eval.calibration import expected_calibration_error
 from cmt.eval.evaluate import evaluate
-from cmt.generation import left_pad, sample
+from cmt.generation import left_pad, positions, sample
 from cmt.rewards.calibration import judge_steps
 from cmt.rewards.combine import RewardConfig, compute_rewards
 from cmt.rewards.outcome import answer_correct
@@ -78,7 +78,7 @@ class Batch:
         self.mask = completion_mask(lengths, tokens.shape[1]).float()
         self.input_ids = torch.cat([prompt_ids[self.owner], tokens], dim=1)
         self.attention_mask = torch.cat([prompt_mask[self.owner], self.mask.long()], dim=1)
-        self.position_ids = (self.attention_mask.cumsum(-1) - 1).clamp(min=0)
+        self.position_ids = positions(self.attention_mask)
         self.tokens = tokens
         self.fields: dict[str, torch.Tensor] = {}
 

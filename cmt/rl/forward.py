@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache
 
+from cmt.generation import positions
+
 
 def completion_logits(model: torch.nn.Module, rows: dict[str, torch.Tensor]) -> torch.Tensor:
     """(B, T, V) logits whose position ``t`` predicts ``rows["tokens"][:, t]``.
@@ -49,7 +51,7 @@ def _prompts_once(model: torch.nn.Module, rows: dict[str, torch.Tensor]) -> torc
     prompt_mask, owner, tokens = rows["prompt_mask"], rows["owner"], rows["tokens"]
     cache = DynamicCache()
     prompt_out = model(input_ids=rows["prompt_ids"], attention_mask=prompt_mask,
-                       position_ids=(prompt_mask.cumsum(-1) - 1).clamp(min=0), past_key_values=cache,
+                       position_ids=positions(prompt_mask), past_key_values=cache,
                        use_cache=True, logits_to_keep=1)
     # The last prompt position predicts the first completion token.
     first = prompt_out.logits.index_select(0, owner)
@@ -60,9 +62,9 @@ def _prompts_once(model: torch.nn.Module, rows: dict[str, torch.Tensor]) -> torc
     # Every completion token but the last is an input (the last one predicts nothing the loss needs).
     inputs = tokens[:, :-1]
     attention_mask = torch.cat([prompt_mask[owner], rows["mask"][:, :-1].to(prompt_mask.dtype)], dim=1)
-    positions = prompt_mask.sum(1)[owner, None] + torch.arange(width - 1, device=tokens.device)[None]
-    rest = model(input_ids=inputs, attention_mask=attention_mask, position_ids=positions, past_key_values=cache,
-                 use_cache=True).logits
+    completion_positions = prompt_mask.sum(1)[owner, None] + torch.arange(width - 1, device=tokens.device)[None]
+    rest = model(input_ids=inputs, attention_mask=attention_mask, position_ids=completion_positions,
+                 past_key_values=cache, use_cache=True).logits
     return torch.cat([first, rest], dim=1)
 
 
