@@ -2,7 +2,7 @@
 
 import torch
 
-from cmt.generation import decode_with_offsets, left_pad, sample, tokens_in_span
+from cmt.generation import decode_with_offsets, draw, left_pad, sample, tokens_in_span
 
 PROMPTS = ["Question: Mia has 12 apples. She finds 5 more apples. How many apples does Mia have now?\nAnswer:",
            "Question: Leo has 7 coins.\nAnswer:", "Mia has"]
@@ -61,3 +61,13 @@ def test_several_samples_per_prompt_share_one_prompt_pass_and_give_the_repeated_
     # Rows come prompt by prompt: a prompt's greedy rows are identical, and differ from the next prompt's.
     assert torch.equal(shared.tokens[0], shared.tokens[2])
     assert not torch.equal(shared.tokens[0], shared.tokens[3])
+
+
+def test_drawn_tokens_follow_the_distribution_and_never_an_impossible_one():
+    probs = torch.tensor([[0.5, 0.0, 0.3, 0.2], [0.0, 0.0, 1.0, 0.0]])
+    rows = 20_000
+    draws = draw(probs.log().repeat(rows, 1), torch.Generator().manual_seed(0)).view(rows, 2)
+    frequencies = torch.bincount(draws[:, 0], minlength=4) / rows
+    assert frequencies[1] == 0
+    torch.testing.assert_close(frequencies, probs[0], atol=0.015, rtol=0)
+    assert (draws[:, 1] == 2).all()
