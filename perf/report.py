@@ -87,6 +87,15 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
         ours, peer = _get(results, "eval", "ours", "problems_per_s"), _get(results, "eval", "peer", "problems_per_s")
         rows.append(_row("4 Eval", "problems/s", ours, peer, "lm-eval hf gsm8k", _ratio(ours, peer), "ours/lm-eval",
                          ">= 2.0", at_least=2.0))
+        floor = _get(results, "limit", "ours", "eval_generate_s")
+        if floor is not None:
+            ours, peer = _get(results, "eval", "ours", "seconds"), _get(results, "eval", "peer", "seconds")
+            rows.append(_row("4 Eval", "seconds vs bare generate s", ours, floor, "bare HF generate",
+                             _ratio(ours, floor), "ours/generate"))
+            rows.append(_row("4 Eval", "  lm-eval seconds vs bare generate s", None, peer, "lm-eval hf gsm8k",
+                             _ratio(peer, floor), "lm-eval/generate"))
+            rows.append(_row("4 Eval", "  bare prefill alone s", None,
+                             _get(results, "limit", "ours", "eval_prefill_s"), "bare HF generate", None, ""))
         ours, peer = _get(results, "eval", "ours", "peak_rss_mb"), _get(results, "eval", "peer", "peak_rss_mb")
         rows.append(_row("4 Eval", "peak RSS MiB", ours, peer, "lm-eval hf gsm8k", _ratio(ours, peer),
                          "ours/lm-eval", "<= 1.0", at_most=1.0))

@@ -74,10 +74,7 @@ def generate_completions(model, tokenizer, prompts: Sequence[str], max_new_token
     ``batch_size // samples`` prompts (at least one), each run through the model once for all its samples.
     """
     device = next(model.parameters()).device
-    # Sorted by token count, not characters: on GSM8K's 1,319 prompts, batches of 16 then pad 2% of the prompt
-    # tokens instead of 14%.
-    lengths = [len(ids) for ids in tokenizer(list(prompts), add_special_tokens=True).input_ids]
-    order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
+    order = longest_first(tokenizer, prompts)
     per_batch = max(1, batch_size // samples)
     results: list[Completion | None] = [None] * (len(prompts) * samples)
     eos_ids = sorted({tokenizer.eos_token_id, *([tokenizer.pad_token_id] if tokenizer.pad_token_id is not None else [])})
@@ -100,6 +97,16 @@ def generate_completions(model, tokenizer, prompts: Sequence[str], max_new_token
             bar.update(out.tokens.shape[0])
     model.train(was_training)
     return [r for r in results if r is not None]
+
+
+def longest_first(tokenizer, prompts: Sequence[str]) -> list[int]:
+    """Indices of ``prompts`` by token count, longest first: consecutive batches then pad little.
+
+    Token counts, not characters: on GSM8K's 1,319 prompts, batches of 16 pad 2% of the prompt tokens in
+    this order and 14% when sorted by characters.
+    """
+    lengths = [len(ids) for ids in tokenizer(list(prompts), add_special_tokens=True).input_ids]
+    return sorted(range(len(prompts)), key=lambda i: -lengths[i])
 
 
 def answer_confidence(tokenizer, completion: Completion, answer: str | None) -> float:

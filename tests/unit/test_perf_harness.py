@@ -57,6 +57,9 @@ def test_bare_parts_time_a_generate_and_a_backward_on_a_tiny_random_model():
     assert parts["generate_s"] > 0 and parts["forward_backward_s"] > 0
     assert 1 <= parts["completion_tokens"] <= 4
     assert all(p.grad is None for p in model.parameters())  # gradients are cleared after timing
+    greedy = limit.greedy_generate(model, tokenizer, ["Question: Mia has 3 apples.\nAnswer:", "Hi", "Leo"],
+                                   max_new_tokens=4, batch_size=2, device="cpu")
+    assert greedy["eval_generate_s"] > 0 and greedy["eval_prefill_s"] > 0
 
 
 def test_table_rows_ratios_goals_and_json_fields(tmp_path):
@@ -65,9 +68,11 @@ def test_table_rows_ratios_goals_and_json_fields(tmp_path):
         "sft": {"ours": {"tokens_per_s": 300.0, "peak_rss_mb": 500.0}, "peer": {"tokens_per_s": 200.0, "peak_rss_mb": 600.0}},
         "rl": {"ours": {"step_s": 1.0, "peak_rss_mb": 700.0, "generate_s": 0.4, "score_s": 0.2, "update_s": 0.4},
                "peer": {"step_s": 2.0, "peak_rss_mb": 650.0}},
-        "limit": {"ours": {"limit_s": 0.8, "generate_s": 0.3, "forward_backward_s": 0.5}},
-        "eval": {"ours": {"problems_per_s": 30.0, "peak_rss_mb": 400.0, "accuracy": 0.5},
-                 "peer": {"problems_per_s": 10.0, "peak_rss_mb": 800.0, "accuracy": 0.5, "generation_match": 1.0,
+        "limit": {"ours": {"limit_s": 0.8, "generate_s": 0.3, "forward_backward_s": 0.5, "eval_generate_s": 2.0,
+                           "eval_prefill_s": 0.5}},
+        "eval": {"ours": {"problems_per_s": 30.0, "seconds": 1.0, "peak_rss_mb": 400.0, "accuracy": 0.5},
+                 "peer": {"problems_per_s": 10.0, "seconds": 3.0, "peak_rss_mb": 800.0, "accuracy": 0.5,
+                          "generation_match": 1.0,
                           "answer_agreement_flexible": 0.9, "answer_agreement_strict": 1.0}},
         "comt": {"comt": {"tokens_per_example": 50.0, "target_tokens_per_example": 20.0, "fit_s": 5.0},
                  "cot": {"tokens_per_example": 100.0, "target_tokens_per_example": 40.0, "fit_s": 10.0}},
@@ -80,6 +85,8 @@ def test_table_rows_ratios_goals_and_json_fields(tmp_path):
     assert rows[("3 RL limit", "step s vs generate + fwd/bwd s")].ratio == pytest.approx(1.25)
     assert rows[("3 RL limit", "step s vs generate + fwd/bwd s")].met is False
     assert rows[("4 Eval", "problems/s")].ratio == pytest.approx(3.0)
+    assert rows[("4 Eval", "seconds vs bare generate s")].ratio == pytest.approx(0.5)
+    assert rows[("4 Eval", "  lm-eval seconds vs bare generate s")].ratio == pytest.approx(1.5)
     assert rows[("5 CoMT vs CoT", "tokens per training example")].ratio == pytest.approx(0.5)
     assert rows[("5 CoMT vs CoT", "SFT seconds per epoch")].ratio == pytest.approx(0.5)
     table = report.render(list(rows.values()))
