@@ -74,8 +74,8 @@ def test_sampled_logprobs_are_the_policys_own_so_the_first_ratio_is_one(tiny, rl
 
 
 def test_a_micro_batch_cut_to_its_rows_width_gives_the_full_width_results(tiny, rl_config):
-    """Rollouts grouped by length and cut to the columns they use: narrower tensors, the same log-probs
-    and critic values as on the whole batch's width."""
+    """Rollouts grouped into cheap chunks and cut to the columns they use: narrower tensors, the same
+    log-probs and critic values as on the whole batch's width."""
     model, tokenizer = tiny
     rl, reward_cfg = rl_config("grpo", kl_coef=0.0, prompts_per_step=4, group_size=4, max_new_tokens=24)
     reward = validate_rl_config(rl, reward_cfg)
@@ -85,9 +85,13 @@ def test_a_micro_batch_cut_to_its_rows_width_gives_the_full_width_results(tiny, 
     batch, _ = module._score(problems)
     lengths = batch.prompt_lengths + batch.lengths
     assert len(set(lengths.tolist())) > 1, "rollouts of one length cannot show the cut"
-    chunks = batch.by_length(range(len(lengths)), 4)
+    chunks = batch.chunks(range(len(lengths)), 4)
     assert sorted(torch.cat(chunks).tolist()) == list(range(len(lengths)))
-    assert [int(lengths[c].max()) for c in chunks] == sorted(int(lengths[c].max()) for c in chunks)
+    # No cheaper than either order it chooses from: by total length, or prompt by prompt.
+    by_length = torch.argsort(lengths, stable=True).split(4)
+    by_prompt = torch.arange(len(lengths)).split(4)
+    cost = sum(batch._tokens(c) for c in chunks)
+    assert cost <= min(sum(batch._tokens(c) for c in by_length), sum(batch._tokens(c) for c in by_prompt))
     critic = Critic(model.model, model.config.hidden_size).eval()
     torch.nn.init.normal_(critic.head.weight)
     everything = batch.rows(torch.arange(len(lengths)))
