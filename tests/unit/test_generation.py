@@ -1,5 +1,6 @@
 """Our sampling loop against transformers' own generate, on the real tiny model."""
 
+import pytest
 import torch
 
 from cmt.generation import decode_with_offsets, draw, left_pad, sample, tokens_in_span
@@ -71,3 +72,12 @@ def test_drawn_tokens_follow_the_distribution_and_never_an_impossible_one():
     assert frequencies[1] == 0
     torch.testing.assert_close(frequencies, probs[0], atol=0.015, rtol=0)
     assert (draws[:, 1] == 2).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_cpu_generator_draws_the_same_tokens_on_a_gpu():
+    """The RL stage keeps a CPU generator (its state is in the checkpoints) and samples on the policy's GPU."""
+    logprobs = torch.randn(64, 50, generator=torch.Generator().manual_seed(0)).log_softmax(-1)
+    on_cpu = draw(logprobs, torch.Generator().manual_seed(3))
+    on_gpu = draw(logprobs.cuda(), torch.Generator().manual_seed(3))
+    assert on_gpu.device.type == "cuda" and torch.equal(on_cpu, on_gpu.cpu())
