@@ -187,6 +187,16 @@ class RLModule(pl.LightningModule):
             optimizers.append(self.critic_optimizer_factory(params=list(self.critic.parameters())))
         return optimizers
 
+    def on_fit_start(self) -> None:
+        """Put the separate reference on the policy's device and in its dtype.
+
+        The reference is kept out of the module tree (never optimised, never saved), so Lightning neither
+        moves it to the GPU nor converts it to a ``*-true`` precision along with the policy.
+        """
+        dtype = next(p for p in self.policy.parameters() if p.is_floating_point()).dtype
+        for reference in self._reference:
+            reference.to(device=self.device, dtype=dtype)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the rollout sampler's state and the per-step history in a resumable checkpoint (Lightning
         saves weights, optimizers and loop counters)."""
@@ -245,7 +255,7 @@ class RLModule(pl.LightningModule):
         if self.rl.dynamic_sampling.enabled:
             keep = varied_groups(scores, group, float(self.rl.dynamic_sampling.tolerance))
         batch = Batch(inputs["input_ids"], inputs["attention_mask"], sampled.tokens, sampled.lengths, group)
-        token_rewards = rewards.token_rewards(batch.tokens.shape[1])
+        token_rewards = rewards.token_rewards(batch.tokens.shape[1]).to(batch.mask.device)
         batch.fields["old_logprobs"] = sampled.logprobs.float()
         metrics = dict(rewards.metrics())
         # Forward passes over all rollouts go micro-batch by micro-batch (with a real vocabulary the logits of

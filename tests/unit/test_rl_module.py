@@ -1,6 +1,7 @@
 """Two RL steps on the real tiny model: the policy moves, the reference and old log-probs do not."""
 
 import copy
+import math
 
 import pytest
 import pytorch_lightning as pl
@@ -24,7 +25,7 @@ def rl_config(cfg_factory):
     return make
 
 
-def _train(model, tokenizer, rl, reward_cfg, reference=None, critic=None):
+def _train(model, tokenizer, rl, reward_cfg, reference=None, critic=None, accelerator="cpu", precision="32-true"):
     reward = validate_rl_config(rl, reward_cfg)
     problems = generate("train", 8, seed=0)
     module = RLModule(model, tokenizer, problems, [], lambda q: render_prompt(q, "Question: {question}\nAnswer:"),
@@ -32,7 +33,7 @@ def _train(model, tokenizer, rl, reward_cfg, reference=None, critic=None):
                       critic=critic, critic_optimizer=(lambda params: torch.optim.AdamW(params, lr=1e-3)),
                       val_batch_size=4)
     trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, limit_val_batches=0, accelerator="cpu")
+                         enable_model_summary=False, limit_val_batches=0, accelerator=accelerator, precision=precision)
     trainer.fit(module, DataLoader([0, 1, 2, 3], batch_size=2, collate_fn=list))
     return module
 
@@ -56,6 +57,32 @@ def test_two_steps_change_the_policy_and_leave_the_reference_frozen(tiny, rl_con
         assert 0.0 <= metrics["train/truncation_rate"] <= 1.0
     if algorithm == "ppo":
         assert "train/value_loss" in module.history[-1]
+
+
+def test_the_separate_reference_follows_the_policys_precision(tiny, rl_config):
+    """Kept out of the module tree, the reference is not converted by Lightning; the module converts it."""
+    model, tokenizer = tiny
+    reference = copy.deepcopy(model).eval().requires_grad_(False)
+    model.train()
+    module = _train(model, tokenizer, *rl_config("grpo", kl_coef=0.05), reference=reference, precision="bf16-true")
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in reference.parameters()} == {torch.bfloat16}
+    assert all(math.isfinite(metrics["train/kl"]) for metrics in module.history)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize(("algorithm", "kl_mode"), [("grpo", "loss"), ("ppo", "reward")])
+def test_rl_steps_run_on_a_gpu(tiny, rl_config, algorithm, kl_mode):
+    """Rollouts drawn on the GPU from the module's CPU generator, rewards moved to the policy's device, and the
+    separate reference moved there too."""
+    model, tokenizer = tiny
+    reference = copy.deepcopy(model).eval().requires_grad_(False)
+    critic = Critic(copy.deepcopy(model).model, model.config.hidden_size).train() if algorithm == "ppo" else None
+    model.train()
+    module = _train(model, tokenizer, *rl_config(algorithm, kl_coef=0.05, kl_mode=kl_mode), reference=reference,
+                    critic=critic, accelerator="gpu")
+    assert len(module.history) == 2
+    assert next(reference.parameters()).device.type == "cuda"
 
 
 def test_sampled_logprobs_are_the_policys_own_so_the_first_ratio_is_one(tiny, rl_config):
