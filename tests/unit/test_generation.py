@@ -74,6 +74,7 @@ def test_drawn_tokens_follow_the_distribution_and_never_an_impossible_one():
     assert (draws[:, 1] == 2).all()
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_a_cpu_generator_draws_the_same_tokens_on_a_gpu():
     """The RL stage keeps a CPU generator (its state is in the checkpoints) and samples on the policy's GPU."""

@@ -70,6 +70,7 @@ def test_the_separate_reference_follows_the_policys_precision(tiny, rl_config):
     assert all(math.isfinite(metrics["train/kl"]) for metrics in module.history)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize(("algorithm", "kl_mode"), [("grpo", "loss"), ("ppo", "reward")])
 def test_rl_steps_run_on_a_gpu(tiny, rl_config, algorithm, kl_mode):
