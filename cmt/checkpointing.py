@@ -36,6 +36,7 @@ import torch
 from lightning_fabric.plugins import CheckpointIO
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 
@@ -126,8 +127,13 @@ def write_checkpoint(checkpoint: dict[str, Any], folder: Path, keep: int) -> Non
     prune(folder.parent, keep)
 
 
-def read_checkpoint(folder: Path, map_location: Any = None) -> dict[str, Any]:
-    """Lightning's checkpoint dict from a folder of `write_checkpoint`, without unpickling arbitrary objects."""
+def read_checkpoint(folder: Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """Lightning's checkpoint dict from a folder of `write_checkpoint`, without unpickling arbitrary objects.
+
+    Tensors load onto the CPU by default (Lightning passes no location): otherwise every process of a
+    multi-GPU run would load the whole optimizer state onto the GPU it was saved from, and a GPU checkpoint
+    would not load on a machine without one. The optimizers move their state to their parameters' device.
+    """
     folder = Path(folder)
     checkpoint = torch.load(folder / STATE, map_location=map_location, weights_only=True)
     state_dict = load_file(folder / WEIGHTS)
@@ -160,19 +166,43 @@ def prune(root: Path, keep: int) -> None:
 
 
 class SafeCheckpointIO(CheckpointIO):
-    """Lightning's checkpoint I/O in the folder format of `write_checkpoint` (safetensors + weights-only)."""
+    """Lightning's checkpoint I/O in the folder format of `write_checkpoint` (safetensors + weights-only).
+
+    Lightning also passes it a bare state dict: ``ddp_spawn`` hands the trained weights from the first
+    process back to the job's process through the checkpoint I/O, as a file. That one is written as a
+    single safetensors file and read back as the same state dict.
+    """
 
     def __init__(self, keep: int):
         self.keep = keep
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any = None) -> None:
-        write_checkpoint(checkpoint, Path(path), self.keep)
+        if "state_dict" in checkpoint:
+            write_checkpoint(checkpoint, Path(path), self.keep)
+        else:
+            tensors, aliases = _split_shared(checkpoint)
+            save_file(tensors, str(path), metadata={"aliases": json.dumps(aliases)})
 
-    def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+    def load_checkpoint(self, path, map_location: Any = "cpu", weights_only: bool | None = None) -> dict[str, Any]:
+        if Path(path).is_file():
+            return read_state_dict(Path(path))
         return read_checkpoint(Path(path), map_location)
 
     def remove_checkpoint(self, path) -> None:
-        shutil.rmtree(path, ignore_errors=True)
+        if Path(path).is_file():
+            Path(path).unlink()
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A bare state dict that `SafeCheckpointIO` saved as one file, tied tensors tied again."""
+    with safe_open(str(path), framework="pt") as handle:
+        aliases = json.loads((handle.metadata() or {}).get("aliases", "{}"))
+    state_dict = load_file(str(path))
+    for alias, name in aliases.items():
+        state_dict[alias] = state_dict[name]
+    return state_dict
 
 
 # ---------------------------------------------------------------- RNG
@@ -198,7 +228,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((n["name"], n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
                          n["cached_gaussian"]))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # One state per GPU the saving process saw; a resumed job may see fewer.
+        for index, cuda_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
 
 
 # ---------------------------------------------------------------- the callback

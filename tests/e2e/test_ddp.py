@@ -5,7 +5,8 @@ the script, ``python -m tests.e2e.test_ddp MODE OUT``):
 
 - ``single``: one process, ``conf/trainer/default.yaml``, batch 8;
 - ``ddp``: ``conf/trainer/ddp.yaml`` with two CPU processes, batch 4 each, batches sharded by
-  `cmt.data.distributed` (the wiring proposed for `cmt.data.sft.SFTDataModule`).
+  `cmt.data.distributed` (the wiring proposed for `cmt.data.sft.SFTDataModule`), and the stages'
+  checkpoint I/O, through which ``ddp_spawn`` hands the trained weights back to the job's process.
 
 Every example has the same prompt and target length, so each shard of a step holds the same number of
 target tokens and DDP's averaged gradient is exactly the global batch's: losses and weights must agree.
@@ -27,6 +28,7 @@ import torch
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 
+from cmt.checkpointing import SafeCheckpointIO
 from cmt.data.distributed import DistributedLengthGroupedSampler, length_grouped_sampler
 from cmt.data.sft import IGNORE_INDEX, Example, LengthGroupedSampler, SFTDataModule
 from cmt.modules.sft import SFTModule
@@ -107,7 +109,10 @@ def _main(mode: str, out: Path) -> None:
     data = ShardedSFTData(examples, [], GLOBAL_BATCH // world, 0, 0)
     config = _trainer_config("ddp" if mode == "ddp" else "default", world)
     callbacks = [*instantiate(config.get("callbacks") or []), Recorder(examples, out)]
-    trainer = instantiate(config, max_epochs=2, logger=False, callbacks=callbacks, enable_progress_bar=False)
+    # The stages' checkpoint I/O, through which ddp_spawn hands the trained weights back (cmt/stages/sft.py).
+    plugins = [*instantiate(config.get("plugins") or []), SafeCheckpointIO(keep=1)]
+    trainer = instantiate(config, max_epochs=2, logger=False, callbacks=callbacks, plugins=plugins,
+                          enable_progress_bar=False)
     model.train()
     trainer.fit(module, datamodule=data)
     torch.save({k: v.detach().clone() for k, v in module.model.state_dict().items()}, out / "weights.pt")

@@ -15,6 +15,7 @@ import torch
 from cmt.checkpointing import (
     META_KEY,
     Checkpointer,
+    SafeCheckpointIO,
     fingerprint,
     read_checkpoint,
     read_meta,
@@ -47,6 +48,20 @@ def test_a_checkpoint_round_trips_through_safetensors_and_a_weights_only_load(tm
     assert torch.equal(weights["model.head.weight"], torch.full((4, 3), 5.0))
     assert loaded["optimizer_states"][0]["param_groups"][0]["betas"] == (0.9, 0.95)
     assert loaded[META_KEY]["fingerprint"] == "abc"
+
+
+def test_a_bare_state_dict_round_trips_as_one_file_with_its_tied_weights(tmp_path):
+    """What ddp_spawn hands back from its first process: the module's state dict alone, through this I/O."""
+    io, path = SafeCheckpointIO(keep=1), tmp_path / "tmp" / ".temp.ckpt"
+    path.parent.mkdir()
+    state_dict = _checkpoint(7)["state_dict"]
+    io.save_checkpoint(state_dict, path)
+    loaded = io.load_checkpoint(path)
+    assert set(loaded) == set(state_dict)
+    assert all(torch.equal(loaded[name], state_dict[name]) for name in state_dict)
+    assert loaded["model.head.weight"] is loaded["model.embed.weight"]
+    io.remove_checkpoint(path)
+    assert not path.exists()
 
 
 class _Payload:
