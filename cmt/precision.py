@@ -31,12 +31,19 @@ def uses_gpu(accelerator: str) -> bool:
     return accelerator in ("gpu", "cuda") or (accelerator == AUTO and torch.cuda.is_available())
 
 
+def device_for(accelerator: str) -> str:
+    """The torch device of work done outside a Trainer (the eval stage) under this ``accelerator`` setting."""
+    return "cuda" if uses_gpu(accelerator) else "cpu"
+
+
 def resolve_precision(precision: str | int, accelerator: str = AUTO) -> str | int:
     """``precision`` for Lightning's Trainer, with ``auto`` replaced by what the hardware runs natively."""
     if str(precision) != AUTO:
         return precision
     if uses_gpu(accelerator):
-        native = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        # Without emulation: torch counts bf16 as supported on GPUs that only emulate it (T4, V100), where
+        # it is slower than float32.
+        native = torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     else:
         native = cpu_has_native_bf16()
     return "bf16-mixed" if native else "32-true"

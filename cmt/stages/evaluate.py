@@ -22,6 +22,7 @@ from cmt.eval import vllm_backend
 from cmt.eval.evaluate import as_dicts, evaluate, evaluate_completions
 from cmt.logging import log_metrics
 from cmt.models import load_model, load_tokenizer, resolve_source
+from cmt.precision import device_for
 from cmt.results.store import append_rows, write_jsonl
 from cmt.stages.common import StageContext, method, require_checkpoint
 
@@ -79,6 +80,7 @@ def run(ctx: StageContext) -> dict[str, float]:
                                       int(cfg.seed))
         else:
             model, tokenizer = load_model(cfg.model, checkpoint)
+            model.to(device_for(cfg.trainer.accelerator))
         for eval_set in sets:
             prompts = [render_prompt(p.question, cfg.prompt.template, tokenizer, cfg.prompt.use_chat_template,
                                      exemplars=cfg.prompt.exemplars, shots=int(cfg.prompt.shots),

@@ -9,7 +9,7 @@ import pytest
 import torch
 from lightning_fabric.connector import _PRECISION_INPUT_STR
 
-from cmt.precision import cpu_has_native_bf16, resolve_precision
+from cmt.precision import cpu_has_native_bf16, device_for, resolve_precision
 
 CPUINFO = Path("/proc/cpuinfo")
 
@@ -36,3 +36,9 @@ def test_cpu_check_agrees_with_the_cpu_flags():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU answer")
 def test_a_gpu_trainer_without_a_gpu_stays_in_float32():
     assert resolve_precision("auto", "gpu") == "32-true"
+
+
+@pytest.mark.parametrize("accelerator", ["cpu", "auto", "gpu"])
+def test_eval_outside_a_trainer_runs_where_a_trainer_would(accelerator):
+    expected = "cuda" if accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available()) else "cpu"
+    assert device_for(accelerator) == expected
