@@ -135,7 +135,7 @@ class RewardOutput:
         width = max(self.lengths) if length is None else length
         if width < max(self.lengths):
             raise ValueError(f"length={width} is shorter than the longest rollout ({max(self.lengths)} tokens)")
-        rewards = torch.zeros(len(self.totals), width)
+        rewards = torch.zeros(len(self.totals), width, dtype=torch.float32)
         for row, pairs in enumerate(self.placed):
             for index, value in pairs:
                 rewards[row, index] += value

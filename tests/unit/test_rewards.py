@@ -434,6 +434,19 @@ def test_step_reward_places_each_share_at_its_value_and_adds_up(tok):
     assert out.totals == pytest.approx([0.0, 1.5, 0.0])
 
 
+def test_token_rewards_stay_float32_when_a_true_half_precision_sets_the_default_dtype(tok):
+    """Lightning's bf16-true sets torch's default dtype for the training step; rewards must not round to it."""
+    out = compute_rewards(batch(tok), [PROBLEM], RewardConfig.from_mapping({**CCRL, "granularity": "step"}))
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        rewards = out.token_rewards()
+    finally:
+        torch.set_default_dtype(default)
+    assert rewards.dtype == torch.float32
+    assert rewards.sum(1).tolist() == pytest.approx(out.totals, abs=1e-6)
+
+
 def test_outcome_only_logs_calibration_without_optimising_it(tok):
     config = RewardConfig.from_mapping({"weights": {"outcome": 1.0, "calibration": 0.0, "format": 0.1}})
     out = compute_rewards(batch(tok), [PROBLEM], config)
