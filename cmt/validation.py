@@ -308,6 +308,11 @@ def check_rl(cfg: DictConfig, reward_key: str) -> None:
         raise
     integer(cfg, "teach.n", optional=True)
     positive_int(cfg, "eval.batch_size")  # the batch of RL's validation generations
+    precision = get(cfg, "trainer.precision", default=None)
+    if str(precision) in ("16", "16-mixed"):
+        raise fail("trainer.precision", precision, "the RL stages step their optimizers themselves, and float16's "
+                                                   "loss scaling would reach the gradient clipping unscaled: use "
+                                                   "bf16-mixed or 32-true")
 
 
 def check_pretrain(cfg: DictConfig) -> None:

@@ -82,6 +82,8 @@ BAD = [
      "trainer.strategy='pytorch_lightning.strategies.FSDPStrategy': FSDP training is not supported yet"),
     (["trainer=ddp", "trainer.strategy=fsdp_cpu_offload", "stage=pretrain"], "FSDP training is not supported yet"),
     (["model.lora.enabled=yes"], "model.lora.enabled='yes': must be true or false"),
+    (["stage=ccrl", "trainer.precision=16-mixed"], "trainer.precision='16-mixed': the RL stages step their optimizers"),
+    (["stage=rl", "trainer.precision=16"], "trainer.precision=16: the RL stages step their optimizers"),
     (["teach.n=0"], "teach.n=0"),
     (["teach.n_samples=0"], "teach.n_samples=0"),
     (["teach.kinds=[comt,bogus]"], "teach.kinds=['comt', 'bogus']: unknown kinds ['bogus']"),
