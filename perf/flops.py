@@ -4,7 +4,8 @@ Per token, a forward pass costs ``2 * N`` FLOPs and a forward + backward ``6 * N
 parameters that take part in matrix products (every parameter but the input embedding; a tied embedding
 counts once, as the output layer), plus attention's ``4 * L * d * T`` per token forward over a context
 of ``T`` (halved for causal masking; times three with the backward). MFU is achieved model FLOP/s over
-the device's peak dense FLOP/s for the dtype; TF32/BF16 tensor-core peaks from the vendors' data sheets.
+the device's peak dense FLOP/s for the dtype; TF32/BF16 tensor-core peaks from the vendors' data sheets
+(the workers turn TF32 on for float32 runs on a GPU, so that peak is the one they can reach).
 """
 
 from __future__ import annotations

@@ -36,15 +36,33 @@ def require_peer(module: str, label: str) -> None:
                                f"`{INSTALL_HINT}` to compare with it. Measuring our side only.")
 
 
+def one_gpu(device: str, visible: str | None) -> tuple[str, str | None]:
+    """The worker's device and ``CUDA_VISIBLE_DEVICES`` for ``--device``: on a GPU, that GPU alone, as ``cuda``.
+
+    Lightning's ``devices=1`` trains on the first visible GPU whatever index ``cuda:N`` names, and the HF
+    Trainer under TRL spreads over every visible GPU (DataParallel, a batch per GPU); with one GPU visible
+    both sides use the one asked for. ``visible`` is the parent's own ``CUDA_VISIBLE_DEVICES``, which the
+    index counts in.
+    """
+    if not device.startswith("cuda"):
+        return device, visible
+    index = int(device.partition(":")[2] or 0)
+    chosen = visible.split(",")[index].strip() if visible else str(index)
+    return "cuda", chosen
+
+
 def run_worker(bench: str, side: str, settings: dict[str, Any], workdir: Path,
                timeout: float | None = None) -> dict[str, Any]:
     """One side in a fresh ``python -m perf.worker`` process; its JSON result, or ``{"error": ...}``."""
+    env = dict(os.environ)
+    device, visible = one_gpu(str(settings["device"]), env.get("CUDA_VISIBLE_DEVICES"))
+    if visible is not None:
+        env["CUDA_VISIBLE_DEVICES"] = visible
     settings_file = workdir / "settings.json"
-    settings_file.write_text(json.dumps(settings))
+    settings_file.write_text(json.dumps({**settings, "device": device}))
     out = workdir / f"{bench}_{side}.json"
     log = workdir / "logs" / f"{bench}_{side}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
     if settings.get("threads"):
         env["OMP_NUM_THREADS"] = str(settings["threads"])
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)

@@ -59,6 +59,9 @@ def main(bench: str, side: str, settings_path: str, workdir: str, out: str) -> i
 
         if settings.get("threads"):
             torch.set_num_threads(int(settings["threads"]))
+        if str(settings["device"]).startswith("cuda") and settings["dtype"] == "float32":
+            # float32 matrix products on tensor cores (TF32), on both sides alike: the peak MFU divides by.
+            torch.set_float32_matmul_precision("high")
         torch.manual_seed(int(settings["seed"]))
         result = _task(bench, side)(settings, workdir)
         code = 0

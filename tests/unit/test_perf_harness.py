@@ -154,3 +154,10 @@ def test_dropping_finished_rows_keeps_greedy_outputs_identical():
     assert torch.equal(compacted.tokens, full.tokens) and torch.equal(compacted.lengths, full.lengths)
     assert torch.equal(compacted.finished, full.finished)
     torch.testing.assert_close(compacted.logprobs, full.logprobs, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("device", "visible", "expected"), [
+    ("cpu", None, ("cpu", None)), ("cuda", None, ("cuda", "0")), ("cuda:2", None, ("cuda", "2")),
+    ("cuda:1", "4,5,6", ("cuda", "5")), ("cuda", "3", ("cuda", "3"))])
+def test_a_gpu_worker_sees_only_the_gpu_it_measures(device, visible, expected):
+    assert runner.one_gpu(device, visible) == expected
