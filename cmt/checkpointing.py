@@ -39,7 +39,6 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-
 WEIGHTS, STATE, META = "weights.safetensors", "state.pt", "meta.json"
 PREFIX = "step-"
 # Where the Checkpointer puts its metadata in Lightning's checkpoint dict (written as meta.json).

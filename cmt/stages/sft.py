@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import time
 
+import pytorch_lightning as pl
 from hydra.utils import instantiate
 
 from cmt.checkpointing import Checkpointer
@@ -19,8 +20,13 @@ from cmt.models import load_model, save_model
 from cmt.modules.sft import SFTModule
 from cmt.precision import resolve_precision
 from cmt.results.store import read_jsonl
-from cmt.stages.common import MissingInputError, StageContext, checkpoint_dir, method, training_set_path
-
+from cmt.stages.common import (
+    MissingInputError,
+    StageContext,
+    checkpoint_dir,
+    method,
+    training_set_path,
+)
 
 # The config nodes that decide what an SFT run computes: a checkpoint made under other values is not resumed.
 FINGERPRINT_KEYS = ("seed", "model", "prompt", "sft", "teach", "benchmark", "teacher", "trainer")
@@ -73,8 +79,22 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
     save_model(module.model, tokenizer, out)
     ctx.save_config(out.parent)
     checkpointer.clear()
-    ctx.training[method_name] = {"train_time_s": train_time, "train_tokens": float(module.target_tokens)}
+    tokens = trained_tokens(trainer, module)
+    ctx.training[method_name] = {"train_time_s": train_time, "train_tokens": float(tokens)}
     metrics = {f"{method_name}/{k.replace('/', '_')}": float(v) for k, v in trainer.callback_metrics.items()}
-    metrics.update({f"{method_name}/train_time_s": train_time, f"{method_name}/train_tokens": float(module.target_tokens)})
-    print(f"{method_name}: saved to {out} ({train_time:.0f} s, {module.target_tokens} target tokens)")
+    metrics.update({f"{method_name}/train_time_s": train_time, f"{method_name}/train_tokens": float(tokens)})
+    print(f"{method_name}: saved to {out} ({train_time:.0f} s, {tokens} target tokens)")
     return metrics
+
+
+def trained_tokens(trainer: pl.Trainer, module: SFTModule) -> int:
+    """Target tokens the fit trained on, over all processes.
+
+    Under ``ddp_spawn`` (trainer=ddp) the module in the job's process never trains: the processes that did
+    hand back its weights and the logged metrics, so then the count is read from those (a float32 there, exact
+    up to 2**24 tokens).
+    """
+    logged = trainer.callback_metrics.get("train/target_tokens")
+    if module.target_tokens or logged is None:
+        return module.target_tokens
+    return round(float(logged))

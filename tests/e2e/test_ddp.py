@@ -32,6 +32,7 @@ from cmt.checkpointing import SafeCheckpointIO
 from cmt.data.distributed import DistributedLengthGroupedSampler, length_grouped_sampler
 from cmt.data.sft import IGNORE_INDEX, Example, LengthGroupedSampler, SFTDataModule
 from cmt.modules.sft import SFTModule
+from cmt.stages.sft import trained_tokens
 from tests.conftest import CONF, ROOT
 
 N_EXAMPLES, GLOBAL_BATCH, PROMPT_LEN, TARGET_LEN, VOCAB = 40, 8, 4, 8, 64
@@ -116,6 +117,7 @@ def _main(mode: str, out: Path) -> None:
     model.train()
     trainer.fit(module, datamodule=data)
     torch.save({k: v.detach().clone() for k, v in module.model.state_dict().items()}, out / "weights.pt")
+    (out / "tokens.json").write_text(json.dumps(trained_tokens(trainer, module)))
 
 
 def test_sharded_batches_cover_each_global_batch_once_and_keep_processes_in_step():
@@ -177,6 +179,12 @@ def test_ddp_losses_and_weights_match_one_process(runs):
     assert any(not torch.equal(two[k], initial[k]) for k in two)
     for name in one:
         torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.slow
+def test_the_job_process_counts_every_target_token_of_the_spawned_processes(runs):
+    single, ddp = (json.loads((runs[mode] / "tokens.json").read_text()) for mode in ("single", "ddp"))
+    assert single == ddp == 2 * N_EXAMPLES * TARGET_LEN  # two epochs; every example has TARGET_LEN targets
 
 
 @pytest.mark.slow
