@@ -115,6 +115,8 @@ def check_model(cfg: DictConfig) -> None:
         choice(cfg, "model.attn_implementation", ATTENTION_IMPLEMENTATIONS)
     if has(cfg, "model.activation_checkpointing"):
         boolean(cfg, "model.activation_checkpointing")
+    if get(cfg, "model.logits_chunk_tokens", default=None) is not None:
+        positive_int(cfg, "model.logits_chunk_tokens")
     if boolean(cfg, "model.lora.enabled"):
         positive_int(cfg, "model.lora.r")
         # models.wrap_lora passes int(alpha) to PEFT: 0.5 would silently become 0 (no update at all).

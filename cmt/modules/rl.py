@@ -30,14 +30,14 @@ from cmt.data.problem import Problem
 from cmt.eval.calibration import expected_calibration_error
 from cmt.eval.evaluate import evaluate
 from cmt.generation import left_pad, positions, sample
+from cmt.lm_head import split_head
 from cmt.rewards.calibration import judge_steps
 from cmt.rewards.combine import RewardConfig, compute_rewards
 from cmt.rewards.outcome import answer_correct
 from cmt.rewards.types import rollouts_from_sampled
 from cmt.rl.advantages import AdvantageInputs, compute_advantages
 from cmt.rl.filters import varied_groups
-from cmt.rl.forward import completion_logits
-from cmt.rl.logits import entropy_from_logits, token_logprobs
+from cmt.rl.forward import completion_logprobs
 from cmt.rl.losses import kl_penalty, policy_loss, value_loss
 from cmt.rl.masked import completion_mask, masked_mean
 
@@ -159,13 +159,18 @@ class RLModule(pl.LightningModule):
         critic: The PPO critic, or None for critic-free estimators.
         critic_optimizer: ``params -> Optimizer`` for the critic.
         val_batch_size: Batch size of validation generation.
+        logits_chunk_tokens: Score completions through the LM head this many tokens at a time
+            (`cmt.lm_head`); None: from the model's full logits.
+
+    Raises:
+        UnsupportedHeadError: ``logits_chunk_tokens`` with a policy whose logits are not a plain projection.
     """
 
     def __init__(self, policy: torch.nn.Module, tokenizer, problems: Sequence[Problem],
                  val_problems: Sequence[Problem], render: Callable[[str], str], rl: DictConfig, reward: RewardConfig,
                  optimizer: Callable[..., torch.optim.Optimizer], reference: torch.nn.Module | None = None,
                  critic: Critic | None = None, critic_optimizer: Callable[..., torch.optim.Optimizer] | None = None,
-                 val_batch_size: int = 64):
+                 val_batch_size: int = 64, logits_chunk_tokens: int | None = None):
         super().__init__()
         self.automatic_optimization = False
         self.policy, self.tokenizer, self.critic = policy, tokenizer, critic
@@ -175,6 +180,9 @@ class RLModule(pl.LightningModule):
         self.rl, self.reward = rl, reward
         self.optimizer_factory, self.critic_optimizer_factory = optimizer, critic_optimizer
         self.val_batch_size = val_batch_size
+        self.logits_chunk_tokens = logits_chunk_tokens
+        if logits_chunk_tokens is not None:
+            split_head(policy)
         # The rollouts' sampler, seeded from the job's seed; a resumed run restores its state instead.
         self.generator = torch.Generator().manual_seed(int(torch.initial_seed()) % (2**63))
         self.eos_ids = sorted({tokenizer.eos_token_id, tokenizer.pad_token_id} - {None})
@@ -225,10 +233,10 @@ class RLModule(pl.LightningModule):
                 self.policy.train(was_training)
 
     # ---------------------------------------------------------------- one step
-    def _forward(self, model: torch.nn.Module, rows: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T) log-probs of the completion tokens under ``model`` (sampling temperature) and its (B, T, V) logits."""
-        logits = completion_logits(model, rows)
-        return token_logprobs(logits, rows["tokens"], self.rl.temperature), logits
+    def _forward(self, model: torch.nn.Module, rows: dict[str, torch.Tensor], entropy: bool = False
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, T) log-probs of the completion tokens under ``model`` (sampling temperature), and their entropies."""
+        return completion_logprobs(model, rows, float(self.rl.temperature), self.logits_chunk_tokens, entropy)
 
     @torch.no_grad()
     def _rollout(self, problems: Sequence[Problem]):
@@ -343,7 +351,7 @@ class RLModule(pl.LightningModule):
               ) -> tuple[torch.Tensor, dict[str, float]]:
         """The policy (+ KL in the loss, + critic) loss of one micro-batch, scaled to its share of the mini-batch."""
         rl = self.rl
-        logprobs, logits = self._forward(self.policy, rows)
+        logprobs, entropy = self._forward(self.policy, rows, entropy=True)
         mask = rows["mask"]
         result = policy_loss(rl.policy_loss, logprobs, rows["old_logprobs"], rows["advantages"], mask,
                              clip_low=float(rl.clip_low), clip_high=float(rl.clip_high),
@@ -352,9 +360,7 @@ class RLModule(pl.LightningModule):
         loss = result.loss
         stats = {"train/policy_loss": result.loss.item(), "train/clip_fraction": float(result.clip_fraction),
                  "train/approx_kl": float(result.approx_kl)}
-        with torch.no_grad():
-            # Over the completion tokens only: a (B, T, V) softmax over padding would cost as much again.
-            stats["train/entropy"] = float(entropy_from_logits(logits[mask.bool()]).mean())
+        stats["train/entropy"] = float(entropy.mean())
         if "ref_logprobs" in rows:
             kl = kl_penalty(logprobs, rows["ref_logprobs"], rl.kl_estimator)
             stats["train/kl"] = float(masked_mean(kl.detach(), mask))

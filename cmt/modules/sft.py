@@ -15,6 +15,7 @@ import pytorch_lightning as pl
 import torch
 
 from cmt.data.sft import IGNORE_INDEX
+from cmt.lm_head import chosen_logprobs, split_head
 
 
 class SFTModule(pl.LightningModule):
@@ -24,12 +25,20 @@ class SFTModule(pl.LightningModule):
         model: A Hugging Face causal LM (optionally PEFT-wrapped).
         optimizer: ``params -> Optimizer`` (a config partial such as ``torch.optim.AdamW``).
         scheduler: ``(optimizer, num_training_steps) -> LRScheduler`` or None; stepped every batch.
+        logits_chunk_tokens: Score the target tokens through the LM head this many at a time (`cmt.lm_head`:
+            a real vocabulary's logits of the whole batch never exist at once); None: the model's own loss.
+
+    Raises:
+        UnsupportedHeadError: ``logits_chunk_tokens`` with a model whose logits are not a plain projection.
     """
 
     def __init__(self, model: torch.nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
-                 scheduler: Callable[..., Any] | None = None):
+                 scheduler: Callable[..., Any] | None = None, logits_chunk_tokens: int | None = None):
         super().__init__()
         self.model = model
+        self.logits_chunk_tokens = logits_chunk_tokens
+        if logits_chunk_tokens is not None:
+            split_head(model)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.target_tokens = 0
@@ -37,8 +46,17 @@ class SFTModule(pl.LightningModule):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean cross-entropy over the target tokens of ``batch``."""
-        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                          labels=batch["labels"]).loss
+        if self.logits_chunk_tokens is None:
+            return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                              labels=batch["labels"]).loss
+        decoder, head = split_head(self.model)
+        hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        # Position t predicts token t + 1.
+        targets = batch["labels"][:, 1:]
+        scored = targets != IGNORE_INDEX
+        logprobs, _ = chosen_logprobs(head, hidden[:, :-1][scored], targets[scored],
+                                      chunk_tokens=self.logits_chunk_tokens)
+        return -logprobs.mean()
 
     def on_train_start(self) -> None:
         self._started = time.perf_counter()

@@ -98,7 +98,8 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
 
     module = RLModule(policy, tokenizer, train, val_problems, render, cfg.rl, reward, instantiate(cfg.rl.optimizer),
                       reference=reference, critic=critic, critic_optimizer=critic_optimizer,
-                      val_batch_size=int(cfg.eval.batch_size))
+                      val_batch_size=int(cfg.eval.batch_size),
+                      logits_chunk_tokens=cfg.model.get("logits_chunk_tokens"))
     steps, per_step = int(cfg.rl.steps), int(cfg.rl.prompts_per_step)
     out = checkpoint_dir(cfg, method_name)
     checkpointer = Checkpointer.from_config(cfg, out, FINGERPRINT_KEYS)

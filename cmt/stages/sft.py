@@ -68,7 +68,8 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
     resume = checkpointer.resume_point(cfg.resume)
     data = SFTDataModule(examples[n_val:], examples[:n_val], cfg.sft.batch_size, tokenizer.pad_token_id, cfg.seed,
                          start=(resume.epoch, resume.batches_in_epoch) if resume else (0, 0))
-    module = SFTModule(model, instantiate(cfg.sft.optimizer), instantiate(cfg.sft.scheduler))
+    module = SFTModule(model, instantiate(cfg.sft.optimizer), instantiate(cfg.sft.scheduler),
+                       logits_chunk_tokens=cfg.model.get("logits_chunk_tokens"))
     trainer = build_trainer(ctx, cfg.sft.epochs, checkpointer, limit_val_batches=1.0 if n_val else 0)
     print(f"{method_name}: training {type(model).__name__} on {len(examples) - n_val} {spec.trace} traces "
           f"({cfg.sft.epochs} epochs, {trainer.precision} precision)")

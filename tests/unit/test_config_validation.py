@@ -72,6 +72,8 @@ BAD = [
     (["model.dtype=float8"], "model.dtype='float8': choose one of float32, bfloat16, float16"),
     (["model.attn_implementation=flash"], "model.attn_implementation='flash': choose one of eager, sdpa"),
     (["model.activation_checkpointing=sometimes"], "model.activation_checkpointing='sometimes': must be true or false"),
+    (["model.logits_chunk_tokens=0"], "model.logits_chunk_tokens=0"),
+    (["model=qwen3_4b", "model.logits_chunk_tokens=512.5"], "model.logits_chunk_tokens=512.5"),
     ([*LORA, "model.lora.r=0"], "model.lora.r=0"),
     ([*LORA, "model.lora.alpha=0.5"], "model.lora.alpha=0.5"),
     ([*LORA, "model.lora.dropout=1.0"], "model.lora.dropout=1.0"),

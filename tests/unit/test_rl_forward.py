@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from cmt.generation import left_pad, sample
+from cmt.lm_head import token_logprobs
 from cmt.modules.rl import Batch
-from cmt.rl.forward import _full_rows, completion_logits
-from cmt.rl.logits import token_logprobs
+from cmt.rl.forward import _full_rows, _logits, completion_logits, completion_logprobs
 
 PROMPTS = ["Question: Mia has 12 apples. She finds 5 more apples. How many apples does Mia have now?\nAnswer:",
            "Question: Leo has 7 coins.\nAnswer:", "Question: A box holds 3 pens. How many pens are in 4 boxes?\nAnswer:"]
@@ -26,6 +26,11 @@ def batch(tiny) -> Batch:
     return batch
 
 
+def whole_rows(model, rows):
+    """The reference: logits from one plain pass over every row's ``[prompt | completion]``."""
+    return _full_rows(_logits(model), rows)
+
+
 def _logprobs_and_gradient(model, rows, forward):
     model.zero_grad(set_to_none=True)
     logprobs = token_logprobs(forward(model, rows), rows["tokens"])
@@ -40,7 +45,7 @@ def test_prompts_once_give_the_whole_rows_log_probs_and_gradients(tiny, batch):
     index = torch.tensor([5, 0, 6, 3, 1, 4])
     rows = batch.rows(index)
     assert rows["prompt_ids"].shape[0] == 2 and rows["owner"].tolist() == [1, 0, 1, 0, 0, 1]
-    whole, whole_grad = _logprobs_and_gradient(model, rows, _full_rows)
+    whole, whole_grad = _logprobs_and_gradient(model, rows, whole_rows)
     shared, shared_grad = _logprobs_and_gradient(model, rows, completion_logits)
     mask = rows["mask"].bool()
     torch.testing.assert_close(shared[mask], whole[mask], atol=1e-4, rtol=0)
@@ -56,7 +61,7 @@ def test_one_token_completions_need_only_the_prompt_pass(tiny, batch):
     rows.update(tokens=rows["tokens"][:, :1], mask=torch.ones_like(rows["mask"][:, :1]))
     with torch.no_grad():
         shared = completion_logits(model.eval(), rows)
-        whole = _full_rows(model, rows)
+        whole = whole_rows(model, rows)
     assert shared.shape[1] == 1
     torch.testing.assert_close(shared, whole, atol=1e-4, rtol=0)
 
@@ -103,3 +108,28 @@ def test_copying_prompt_rows_adds_their_gradients_in_a_fixed_order():
     finally:
         torch.set_num_threads(threads)
     assert all(torch.equal(gradients[0], g) for g in gradients[1:])
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_a_chunked_lm_head_gives_the_full_logits_log_probs_entropies_and_gradients(tiny, batch, checkpointing):
+    """Completion log-probs from the last hidden states through the LM head 4 tokens at a time, on the
+    prompts-once pass (and the whole rows a checkpointed model gets): the values of the full logits."""
+    from cmt.models import enable_activation_checkpointing
+
+    model, _ = tiny
+    if checkpointing:
+        enable_activation_checkpointing(model)
+    model.train()
+    rows = batch.rows(torch.tensor([5, 0, 6, 3, 1, 4, 9]))
+    mask = rows["mask"].bool()
+    results = {}
+    for chunk in (None, 4):
+        model.zero_grad(set_to_none=True)
+        logprobs, entropies = completion_logprobs(model, rows, temperature=0.8, chunk_tokens=chunk, entropy=True)
+        (logprobs * rows["mask"]).sum().backward()
+        results[chunk] = logprobs.detach()[mask], entropies, torch.cat([p.grad.flatten() for p in model.parameters()])
+    (full, full_entropy, full_grad), (chunked, chunked_entropy, chunked_grad) = results[None], results[4]
+    assert int(mask.sum()) > 4 * 3
+    torch.testing.assert_close(chunked, full, atol=1e-5, rtol=0)
+    torch.testing.assert_close(chunked_entropy, full_entropy, atol=1e-5, rtol=0)
+    assert float((chunked_grad - full_grad).norm() / full_grad.norm()) < 1e-4

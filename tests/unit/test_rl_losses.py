@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
+from cmt.lm_head import entropy_from_logits, token_logprobs
 from cmt.rl.advantages import AdvantageInputs, compute_advantages, gae, group_relative
 from cmt.rl.filters import varied_groups
-from cmt.rl.logits import entropy_from_logits, token_logprobs
 from cmt.rl.losses import aggregate, kl_penalty, policy_loss, ppo_clip, value_loss
 from cmt.rl.masked import completion_mask, masked_mean, masked_whiten
 

@@ -25,28 +25,30 @@ def rl_config(cfg_factory):
     return make
 
 
-def _train(model, tokenizer, rl, reward_cfg, reference=None, critic=None, accelerator="cpu", precision="32-true"):
+def _train(model, tokenizer, rl, reward_cfg, reference=None, critic=None, accelerator="cpu", precision="32-true",
+           logits_chunk_tokens=None):
     reward = validate_rl_config(rl, reward_cfg)
     problems = generate("train", 8, seed=0)
     module = RLModule(model, tokenizer, problems, [], lambda q: render_prompt(q, "Question: {question}\nAnswer:"),
                       rl, reward, lambda params: torch.optim.AdamW(params, lr=1e-3), reference=reference,
                       critic=critic, critic_optimizer=(lambda params: torch.optim.AdamW(params, lr=1e-3)),
-                      val_batch_size=4)
+                      val_batch_size=4, logits_chunk_tokens=logits_chunk_tokens)
     trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, limit_val_batches=0, accelerator=accelerator, precision=precision)
     trainer.fit(module, DataLoader([0, 1, 2, 3], batch_size=2, collate_fn=list))
     return module
 
 
-@pytest.mark.parametrize("algorithm", ["grpo", "ppo"])
-def test_two_steps_change_the_policy_and_leave_the_reference_frozen(tiny, rl_config, algorithm):
+@pytest.mark.parametrize("algorithm,logits_chunk_tokens", [("grpo", None), ("ppo", None), ("grpo", 5)])
+def test_two_steps_change_the_policy_and_leave_the_reference_frozen(tiny, rl_config, algorithm, logits_chunk_tokens):
     model, tokenizer = tiny
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     reference = copy.deepcopy(model).eval().requires_grad_(False)
     reference_before = {name: p.detach().clone() for name, p in reference.named_parameters()}
     critic = Critic(copy.deepcopy(model).model, model.config.hidden_size).train() if algorithm == "ppo" else None
     model.train()
-    module = _train(model, tokenizer, *rl_config(algorithm, kl_coef=0.05), reference=reference, critic=critic)
+    module = _train(model, tokenizer, *rl_config(algorithm, kl_coef=0.05), reference=reference, critic=critic,
+                    logits_chunk_tokens=logits_chunk_tokens)
     assert len(module.history) == 2
     moved = [name for name, p in model.named_parameters() if not torch.equal(before[name], p)]
     assert len(moved) == len(before)
@@ -57,6 +59,38 @@ def test_two_steps_change_the_policy_and_leave_the_reference_frozen(tiny, rl_con
         assert 0.0 <= metrics["train/truncation_rate"] <= 1.0
     if algorithm == "ppo":
         assert "train/value_loss" in module.history[-1]
+
+
+def test_a_chunked_lm_head_gives_the_same_scores_losses_and_gradients(tiny, rl_config):
+    """The policy's and the reference's log-probs through the LM head 3 tokens at a time (`cmt.lm_head`):
+    the KL penalty's reference log-probs, the loss, its statistics and the gradients of the full logits."""
+    model, tokenizer = tiny
+    reference = copy.deepcopy(model).eval().requires_grad_(False)
+    rl, reward_cfg = rl_config("grpo", kl_coef=0.05, group_size=4)
+    reward = validate_rl_config(rl, reward_cfg)
+    problems = generate("train", 2, seed=3)
+    results = []
+    for chunk in (None, 3):
+        module = RLModule(model, tokenizer, problems, [], lambda q: render_prompt(q, "Question: {question}\nAnswer:"),
+                          rl, reward, lambda params: torch.optim.AdamW(params, lr=1e-3), reference=reference,
+                          logits_chunk_tokens=chunk)
+        module.generator.manual_seed(0)
+        model.train()
+        batch, _ = module._score(problems)
+        rows = batch.rows(torch.arange(batch.tokens.shape[0]))
+        model.zero_grad(set_to_none=True)
+        loss, stats = module._loss(rows, float(batch.mask.sum()), batch.tokens.shape[0])
+        loss.backward()
+        results.append((batch.tokens, batch.fields["ref_logprobs"] * batch.mask, loss.detach(), stats,
+                        torch.cat([p.grad.flatten() for p in model.parameters()])))
+    (tokens, ref, loss, stats, grad), (chunked_tokens, chunked_ref, chunked_loss, chunked_stats, chunked_grad) = results
+    assert torch.equal(tokens, chunked_tokens) and int(tokens.ne(tokenizer.pad_token_id).sum()) > 3
+    torch.testing.assert_close(chunked_ref, ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(chunked_loss, loss, atol=1e-6, rtol=1e-5)
+    assert stats.keys() == chunked_stats.keys()
+    for name in stats:
+        assert math.isclose(chunked_stats[name], stats[name], rel_tol=1e-4, abs_tol=1e-6), name
+    assert float((chunked_grad - grad).norm() / grad.norm()) < 1e-4
 
 
 def test_the_separate_reference_follows_the_policys_precision(tiny, rl_config):
@@ -144,9 +178,9 @@ def test_a_micro_batch_cut_to_its_rows_width_gives_the_full_width_results(tiny, 
 def test_lora_policy_with_checkpointing_trains_and_its_reference_is_the_base_model_in_eval_mode(tiny, rl_config):
     """LoRA without a separate reference: the reference is the policy with adapters off, run in eval mode
     (so activation checkpointing does not force whole rows), and it gives the base model's log-probs."""
+    from cmt.lm_head import token_logprobs
     from cmt.models import enable_activation_checkpointing, wrap_lora
-    from cmt.rl.forward import _full_rows
-    from cmt.rl.logits import token_logprobs
+    from cmt.rl.forward import _full_rows, _logits
 
     model, tokenizer = tiny
     base = copy.deepcopy(model).eval()
@@ -172,7 +206,7 @@ def test_lora_policy_with_checkpointing_trains_and_its_reference_is_the_base_mod
     rows = batch.rows(torch.arange(batch.tokens.shape[0]))
     mask = rows["mask"].bool()
     with torch.no_grad():
-        expected = token_logprobs(_full_rows(base, rows), rows["tokens"])
+        expected = token_logprobs(_full_rows(_logits(base), rows), rows["tokens"])
     torch.testing.assert_close(batch.fields["ref_logprobs"][:, :mask.shape[1]][mask], expected[mask], atol=1e-4,
                                rtol=0)
     frozen = {name: p.detach().clone() for name, p in policy.named_parameters() if not p.requires_grad}

@@ -1,5 +1,6 @@
 """The SFT module trains: parameters move, the loss falls, and only target tokens carry loss."""
 
+import pytest
 import torch
 
 from cmt.data.sft import IGNORE_INDEX, collate, tokenize_pairs
@@ -80,3 +81,29 @@ def test_attention_implementations_agree_and_the_config_chooses_one(tiny):
     assert abs(losses["eager"] - losses["sdpa"]) < 1e-5
     for name, gradient in gradients["sdpa"].items():
         torch.testing.assert_close(gradients["eager"][name], gradient, rtol=1e-3, atol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_a_chunked_lm_head_gives_the_models_own_loss_and_gradients(checkpointing):
+    """``model.logits_chunk_tokens``: target tokens scored through the LM head 5 at a time (`cmt.lm_head`)
+    give transformers' cross-entropy over the full logits, and its gradients, with activation checkpointing too."""
+    from cmt.models import load_model
+
+    results = {}
+    for chunk in (None, 5):
+        model, tokenizer = load_model({"source": "bundled:tiny", "path": None, "dtype": "float32",
+                                       "lora": {"enabled": False}, "activation_checkpointing": checkpointing})
+        examples = tokenize_pairs(tokenizer, [f"Question: Leo has {n} coins and finds {2 * n}.\nAnswer:"
+                                              for n in range(3)],
+                                  [f"He has {n} + {2 * n} = {3 * n} coins. The answer is {3 * n}." for n in range(3)],
+                                  max_length=96)
+        batch = collate(examples, tokenizer.pad_token_id)
+        assert int((batch["labels"] != IGNORE_INDEX).sum()) > 10
+        model.train()
+        loss = SFTModule(model, lambda params: torch.optim.AdamW(params, lr=1e-3), logits_chunk_tokens=chunk)(batch)
+        loss.backward()
+        results[chunk] = loss.item(), {name: p.grad for name, p in model.named_parameters()}
+    assert abs(results[5][0] - results[None][0]) < 1e-5
+    # The same sums in another order: float32 rounding only.
+    for name, gradient in results[None][1].items():
+        assert float((results[5][1][name] - gradient).norm() / gradient.norm()) < 1e-4, name
