@@ -161,3 +161,17 @@ def test_dropping_finished_rows_keeps_greedy_outputs_identical():
     ("cuda:1", "4,5,6", ("cuda", "5")), ("cuda", "3", ("cuda", "3"))])
 def test_a_gpu_worker_sees_only_the_gpu_it_measures(device, visible, expected):
     assert runner.one_gpu(device, visible) == expected
+
+
+def test_the_head_benchmark_runs_both_passes_with_and_without_chunks():
+    """`python -m perf.head`'s measurements on a small shape: each pass runs both ways and reports its
+    time and the memory it took above the model."""
+    from perf import head
+
+    args = head.parse_args(["--vocab", "3000", "--hidden", "64", "--layers", "1", "--batch", "2",
+                            "--prompt", "8", "--target", "16", "--chunk", "10", "--repeats", "1"])
+    for name in ("sft", "rl"):
+        for chunk in (None, 10):
+            result = head.measure_one(args, name, chunk)
+            assert result["pass"] == name and result["chunk"] == chunk
+            assert result["seconds"] > 0 and result["peak_over_model_mb"] >= 0
