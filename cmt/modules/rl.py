@@ -53,8 +53,15 @@ class Critic(torch.nn.Module):
         torch.nn.init.zeros_(self.head.bias)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        """(B, L) float32 values.
+
+        The head runs outside autocast, in its weights' dtype: under ``bf16-mixed`` they are float32, and
+        values keep float32's precision (bf16 has 8 bits of mantissa, 0.004 steps near 1, as coarse as the
+        differences GAE takes between neighbouring values).
+        """
         hidden = self.trunk(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
-        return self.head(hidden.to(self.head.weight.dtype)).squeeze(-1).float()
+        with torch.autocast(hidden.device.type, enabled=False):
+            return self.head(hidden.to(self.head.weight.dtype)).squeeze(-1).float()
 
 
 class Batch:

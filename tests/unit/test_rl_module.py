@@ -104,6 +104,23 @@ def test_the_separate_reference_follows_the_policys_precision(tiny, rl_config):
     assert all(math.isfinite(metrics["train/kl"]) for metrics in module.history)
 
 
+def test_the_critics_values_keep_float32_precision_under_bf16_autocast(tiny):
+    """bf16-mixed runs the trunk's matrix products in bf16; the value head runs in its float32 weights (bf16's
+    0.004 steps near 1 would blur the differences between neighbouring values that GAE takes)."""
+    model, _ = tiny
+    critic = Critic(model.model, model.config.hidden_size).eval()
+    torch.nn.init.normal_(critic.head.weight, std=0.2)
+    torch.nn.init.constant_(critic.head.bias, 0.9)
+    ids = torch.randint(2, 500, (2, 12), generator=torch.Generator().manual_seed(0))
+    mask, positions = torch.ones_like(ids), torch.arange(12).expand(2, 12)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        values = critic(ids, mask, positions)
+        hidden = critic.trunk(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state
+    expected = hidden.float() @ critic.head.weight[0] + critic.head.bias
+    assert values.dtype == torch.float32
+    torch.testing.assert_close(values, expected, atol=1e-5, rtol=0)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize(("algorithm", "kl_mode"), [("grpo", "loss"), ("ppo", "reward")])
