@@ -8,8 +8,8 @@ projects the last hidden states of the scored positions only (SFT targets, RL co
 padding or prompts) ``chunk_tokens`` at a time, keeps each position's chosen-token log-probability (and,
 when asked, its entropy) and lets the chunk's logits go; the backward pass projects the chunk again
 (``torch.utils.checkpoint``). At most one chunk's logits exist at once, for one more pass of the head per
-chunk: a few percent of a step, the head's share of the model's FLOPs. A call whose positions fit in one
-chunk, or that needs no gradient, projects once.
+chunk: the head's share of the model's FLOPs, a few percent of a 4-8B model's step (perf/README.md has
+measurements). A call whose positions fit in one chunk, or that needs no gradient, projects once.
 
 This needs logits that are exactly ``lm_head(final hidden states)``, which holds for the architectures in
 :data:`PLAIN_HEAD_TYPES` (others soft-cap or scale their logits); :func:`split_head` refuses the rest.
@@ -100,9 +100,10 @@ def chosen_logprobs(head: torch.nn.Module, hidden: torch.Tensor, tokens: torch.T
         chunk_logprobs, chunk_entropies = checkpoint(_chunk, *part, use_reentrant=False) if recompute else _chunk(*part)
         logprobs.append(chunk_logprobs)
         entropies.append(chunk_entropies)
-    empty = hidden.new_zeros(0, dtype=torch.float32)
-    return (torch.cat(logprobs) if logprobs else empty,
-            (torch.cat(entropies) if entropies else empty) if entropy else None)
+    if not logprobs:
+        empty = hidden.new_zeros(0, dtype=torch.float32)
+        return empty, empty if entropy else None
+    return torch.cat(logprobs), torch.cat(entropies) if entropy else None
 
 
 def _chunk(head: torch.nn.Module, hidden: torch.Tensor, tokens: torch.Tensor, temperature: float,

@@ -56,8 +56,8 @@ class Critic(torch.nn.Module):
         """(B, L) float32 values.
 
         The head runs outside autocast, in its weights' dtype: under ``bf16-mixed`` they are float32, and
-        values keep float32's precision (bf16 has 8 bits of mantissa, 0.004 steps near 1, as coarse as the
-        differences GAE takes between neighbouring values).
+        values keep float32's precision (bf16 keeps 8 significant bits, steps of 0.004-0.008 near 1: as coarse as
+        the differences GAE takes between neighbouring values).
         """
         hidden = self.trunk(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
         with torch.autocast(hidden.device.type, enabled=False):

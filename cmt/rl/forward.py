@@ -69,10 +69,12 @@ def completion_logits(model: torch.nn.Module, rows: dict[str, torch.Tensor]) -> 
 
 
 def _logits(model: torch.nn.Module) -> Run:
+    """A causal LM's logits, of the last ``keep`` positions only (transformers' ``logits_to_keep``)."""
     return lambda keep, **inputs: model(**inputs, logits_to_keep=keep).logits
 
 
 def _hidden_states(decoder: torch.nn.Module) -> Run:
+    """A decoder's last hidden states (after its final norm: what the LM head projects)."""
     def run(keep: int, **inputs) -> torch.Tensor:
         states = decoder(**inputs).last_hidden_state
         return states[:, -keep:] if keep else states

@@ -106,7 +106,7 @@ def test_the_separate_reference_follows_the_policys_precision(tiny, rl_config):
 
 def test_the_critics_values_keep_float32_precision_under_bf16_autocast(tiny):
     """bf16-mixed runs the trunk's matrix products in bf16; the value head runs in its float32 weights (bf16's
-    0.004 steps near 1 would blur the differences between neighbouring values that GAE takes)."""
+    steps of 0.004-0.008 near 1 would blur the differences between neighbouring values that GAE takes)."""
     model, _ = tiny
     critic = Critic(model.model, model.config.hidden_size).eval()
     torch.nn.init.normal_(critic.head.weight, std=0.2)
