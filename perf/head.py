@@ -44,7 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def build(args: argparse.Namespace):
-    """A random-weight Qwen2 model of the requested shape (the tiny model's config otherwise)."""
+    """A random-weight Qwen2 model: the requested width, depth and vocabulary, heads of 64 dimensions (one
+    key-value head), an MLP 3x the width; the tiny model's config for the rest."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
