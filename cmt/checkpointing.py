@@ -251,7 +251,8 @@ class Checkpointer(pl.Callback):
         self.io = SafeCheckpointIO(self.keep)
         self._restored_rng: dict[str, Any] | None = None
         self._saved_step = -1
-        # Training seconds of the killed runs this one resumes (for the result rows' train_time_s).
+        # Training seconds of the killed runs this one resumes (for the result rows' train_time_s), read by
+        # `resume_point` in the job's own process: under ddp_spawn, training runs in other processes.
         self.earlier_time_s = 0.0
         self._started = time.perf_counter()
 
@@ -267,7 +268,8 @@ class Checkpointer(pl.Callback):
         """The latest checkpoint of this run to resume from under ``resume=mode``, or None to start fresh.
 
         Starting fresh deletes the old checkpoints (so that they never mix with the new run's); a checkpoint
-        made under another training config is not resumed, and one line says so.
+        made under another training config is not resumed, and one line says so. Resuming sets
+        ``earlier_time_s`` to the training seconds the checkpoint records.
         """
         latest = (saved(self.root) or [None])[-1]
         if latest is None:
@@ -275,6 +277,7 @@ class Checkpointer(pl.Callback):
         meta = read_meta(latest)
         if mode == "auto" and meta["fingerprint"] == self.fingerprint:
             print(f"resuming from {latest} (step {meta['step']})")
+            self.earlier_time_s = float(meta.get("train_time_s", 0.0))
             return ResumePoint(latest, int(meta["epoch"]), int(meta["batches_in_epoch"]), int(meta["step"]))
         why = "resume=never" if mode == "never" else "it was made with a different training config"
         print(f"not resuming from {latest}: {why}; starting fresh")
@@ -336,14 +339,14 @@ class Checkpointer(pl.Callback):
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
         checkpoint[META_KEY] = {"fingerprint": self.fingerprint, "step": _step(trainer), "epoch": trainer.current_epoch,
-                                "batches_in_epoch": trainer.fit_loop.epoch_loop.batch_progress.current.ready}
+                                "batches_in_epoch": trainer.fit_loop.epoch_loop.batch_progress.current.ready,
+                                "train_time_s": self.earlier_time_s + time.perf_counter() - self._started}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": rng_state(), "train_time_s": self.earlier_time_s + time.perf_counter() - self._started}
+        return {"rng": rng_state()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._restored_rng = state_dict["rng"]
-        self.earlier_time_s = float(state_dict["train_time_s"])
 
 
 def _step(trainer: pl.Trainer) -> int:

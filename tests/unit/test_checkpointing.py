@@ -171,15 +171,17 @@ class _Regression(pl.LightningModule):
         return torch.optim.AdamW(self.parameters(), lr=0.1)
 
 
-def _fit(root, module, resume=None):
+def _fit(root, module, resume=False):
+    """Fit ``module`` as the stages do, resuming from the latest checkpoint under ``root`` when asked."""
+    checkpointer = Checkpointer(root, "abc", every_n_steps=0, keep=1)
+    point = checkpointer.resume_point("auto") if resume else None
     data = torch.utils.data.TensorDataset(torch.linspace(-1, 1, 30).reshape(10, 3), torch.linspace(0, 1, 10))
     loader = torch.utils.data.DataLoader(data, batch_sampler=StepBatches(list(range(10)) * 2, 2,
-                                                                         start=resume.batches_in_epoch if resume else 0))
-    checkpointer = Checkpointer(root, "abc", every_n_steps=0, keep=1)
+                                                                         start=point.batches_in_epoch if point else 0))
     trainer = pl.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
                          val_check_interval=4, callbacks=[checkpointer], plugins=[checkpointer.io],
                          num_sanity_val_steps=0, accelerator="cpu", enable_checkpointing=False)
-    checkpointer.fit(trainer, module, resume, train_dataloaders=loader, val_dataloaders=loader)
+    checkpointer.fit(trainer, module, point, train_dataloaders=loader, val_dataloaders=loader)
     return checkpointer
 
 
@@ -193,8 +195,13 @@ def test_a_sigterm_during_validation_saves_after_it_and_the_run_resumes_exactly(
     assert stopped.value.code == 143
     resume = Checkpointer(tmp_path / "run", "abc", every_n_steps=0, keep=1).resume_point("auto")
     assert resume is not None and resume.step == 4
+    earlier = read_meta(resume.path)["train_time_s"]
+    assert earlier > 0
     resumed = _Regression()
-    _fit(tmp_path / "run", resumed, resume)
+    checkpointer = _fit(tmp_path / "run", resumed, resume=True)
+    # The killed run's training time, known before fit: the job's process reads it even when another
+    # process trains (ddp_spawn), for the result row's train_time_s.
+    assert checkpointer.earlier_time_s == earlier
     assert resumed.trainer.global_step == reference.trainer.global_step == 10
     for mine, theirs in zip(resumed.parameters(), reference.parameters()):
         torch.testing.assert_close(mine, theirs, rtol=0, atol=1e-6)
