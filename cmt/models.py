@@ -11,6 +11,8 @@ so loading a model never unpickles arbitrary objects.
 from __future__ import annotations
 
 import os
+import shutil
+import uuid
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -138,9 +140,28 @@ def wrap_lora(model: PreTrainedModel, lora_cfg: DictConfig | dict[str, Any]) -> 
     return get_peft_model(model, config)
 
 
+def scratch_beside(path: Path) -> Path:
+    """A new empty folder beside ``path`` (hidden, uniquely named) to write into before a rename moves the
+    result in place; made with the usual permissions (``tempfile.mkdtemp`` would make it private)."""
+    scratch = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
+    scratch.mkdir()
+    return scratch
+
+
 def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: str | os.PathLike) -> None:
-    """Write weights (safetensors, or only the adapter for LoRA) and tokenizer to ``folder``."""
+    """Write weights (safetensors, or only the adapter for LoRA) and tokenizer to ``folder``.
+
+    The files are written into a temporary folder beside it and then moved in, each replacing its namesake:
+    a file never changes in place, so a crash mid-save leaves the earlier file whole, and a file that is a
+    hard link of another folder's (`cmt.stages.reuse`) is unlinked from this folder, not overwritten there.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
+    tmp = scratch_beside(folder)
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        for path in sorted(tmp.iterdir()):
+            os.replace(path, folder / path.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
