@@ -230,9 +230,11 @@ def check_teacher(cfg: DictConfig) -> None:
 
 
 def check_sft(cfg: DictConfig) -> None:
-    """Supervised fine-tuning: sizes, the held-out fraction, the optimizer and its warmup."""
+    """Supervised fine-tuning: sizes, the held-out fraction, the optimizer and its warmup, and whether a model
+    trained by an earlier job may be reused."""
     for key in ("epochs", "batch_size", "max_length"):
         positive_int(cfg, f"sft.{key}")
+    boolean(cfg, "reuse_sft")
     number(cfg, "sft.val_fraction", 0.0, 1.0, high_open=True)
     _optimizer(cfg, "sft.optimizer")
     if has(cfg, "sft.scheduler.num_warmup_steps"):

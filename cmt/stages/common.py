@@ -21,6 +21,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger
 
+from cmt import __version__
 from cmt.errors import CmtError
 from cmt.secrets import redact_config
 
@@ -109,6 +110,21 @@ def git_sha() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
+
+
+def code_version() -> str:
+    """The code being run, for keys that must change with it: the commit plus a hash of the uncommitted
+    edits to the ``cmt`` package's tracked files (``git diff HEAD``), or the package's version outside a
+    git checkout."""
+    sha = git_sha()
+    if sha is None:
+        return f"cmt-{__version__}"
+    try:
+        diff = subprocess.run(["git", "diff", "HEAD", "--", "."], capture_output=True, timeout=10, check=False,
+                              cwd=Path(__file__).parents[1]).stdout
+    except (OSError, subprocess.SubprocessError):
+        diff = b"(unknown)"
+    return f"{sha}+{hashlib.sha1(diff).hexdigest()[:12]}" if diff else sha
 
 
 @dataclass

@@ -2,13 +2,16 @@
 
 Reads the training set written by ``stage=teach``, trains `cmt.modules.sft.SFTModule` with a Lightning
 Trainer (loss on the target tokens only), and saves the model where the next stage looks for it. Training
-checkpoints itself and resumes a killed run of the same config (`cmt.checkpointing`, docs/resume.md).
+checkpoints itself and resumes a killed run of the same config (`cmt.checkpointing`, docs/resume.md). With
+``reuse_sft=true`` a model that an earlier job trained from the same config, training set and code is linked in
+instead of trained again (`cmt.stages.reuse`; the ablations whose jobs differ only after SFT set it).
 """
 
 from __future__ import annotations
 
 import random
 import time
+from pathlib import Path
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
@@ -16,6 +19,7 @@ from hydra.utils import instantiate
 from cmt.checkpointing import Checkpointer
 from cmt.data.prompts import render_prompt
 from cmt.data.sft import SFTDataModule, tokenize_pairs
+from cmt.logging import log_metrics
 from cmt.models import load_model, save_model
 from cmt.modules.sft import SFTModule
 from cmt.precision import resolve_precision
@@ -27,6 +31,7 @@ from cmt.stages.common import (
     method,
     training_set_path,
 )
+from cmt.stages.reuse import ModelStore, StoredModel, restore, reuse_key
 
 # The config nodes that decide what an SFT run computes: a checkpoint made under other values is not resumed.
 FINGERPRINT_KEYS = ("seed", "model", "prompt", "sft", "teach", "benchmark", "teacher", "trainer")
@@ -52,6 +57,13 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
     if not data_path.is_file():
         raise MissingInputError(f"no {spec.trace} training set at {data_path}; run `python run.py stage=teach` "
                                 "with the same benchmark and teacher first (or stage=pipeline)")
+    out = checkpoint_dir(cfg, method_name)
+    store = key = None
+    if cfg.get("reuse_sft"):
+        store, key = ModelStore(cfg.paths.artifacts, method_name), reuse_key(cfg, FINGERPRINT_KEYS, data_path)
+        stored = store.find(key)
+        if stored is not None:
+            return reuse(ctx, method_name, stored, out)
     records = read_jsonl(data_path)
     if not records:
         raise ValueError(f"{data_path} has no training examples (the teacher's outputs were all filtered: see "
@@ -63,7 +75,6 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
                               cfg.prompt.target_prefix)
     random.Random(cfg.seed).shuffle(examples)
     n_val = int(len(examples) * cfg.sft.val_fraction)
-    out = checkpoint_dir(cfg, method_name)
     checkpointer = Checkpointer.from_config(cfg, out, FINGERPRINT_KEYS)
     resume = checkpointer.resume_point(cfg.resume)
     data = SFTDataModule(examples[n_val:], examples[:n_val], cfg.sft.batch_size, tokenizer.pad_token_id, cfg.seed,
@@ -85,6 +96,22 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
     metrics = {f"{method_name}/{k.replace('/', '_')}": float(v) for k, v in trainer.callback_metrics.items()}
     metrics.update({f"{method_name}/train_time_s": train_time, f"{method_name}/train_tokens": float(tokens)})
     print(f"{method_name}: saved to {out} ({train_time:.0f} s, {tokens} target tokens)")
+    if store is not None:
+        store.publish(key, out, {"metrics": metrics, "training": ctx.training[method_name],
+                                 "output_dir": str(cfg.paths.output_dir)})
+    return metrics
+
+
+def reuse(ctx: StageContext, method_name: str, stored: StoredModel, out: Path) -> dict[str, float]:
+    """Link the stored model into this job's folder ``out`` and report its training job's metrics, time and
+    tokens as this job's (they are what the model cost)."""
+    restore(stored, out)
+    ctx.save_config(out.parent)
+    ctx.training[method_name] = stored.training["training"]
+    metrics = stored.training["metrics"]
+    log_metrics(ctx.logger, metrics)
+    print(f"{method_name}: reusing the model trained by the job in {stored.training['output_dir']} (same config, "
+          f"training set and code; reuse_sft=true), linked into {out}")
     return metrics
 
 

@@ -34,6 +34,7 @@ BAD = [
     (["sft.optimizer.betas=[0.9,1.5]"], "sft.optimizer.betas=[0.9, 1.5]"),
     (["sft.batch_size=0"], "sft.batch_size=0"),
     (["resume=always"], "resume='always'"),
+    (["reuse_sft=maybe"], "reuse_sft='maybe'"),
     (["checkpoint.every_n_steps=-1"], "checkpoint.every_n_steps=-1"),
     (["stage=ccrl", "checkpoint.keep=0"], "checkpoint.keep=0"),
     (["sft.epochs=1.5"], "sft.epochs=1.5"),
