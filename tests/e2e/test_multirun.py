@@ -154,6 +154,27 @@ def test_tiny_paper_main_trains_every_method_and_the_symbolic_ablation_evaluates
         (m, s) for m in methods for s in ("id", "ood_renamed", "ood_numbers")}
 
 
+def test_reward_ablation_jobs_train_their_shared_sft_once(models, tmp_path):
+    # Two of tiny_ablation_reward's jobs, cut after CoMT-SFT's eval: they differ only in what CCRL would do.
+    out = run_cli(tmp_path, "experiment=tiny_ablation_reward", "reward=ccrl,outcome_only", f"model.path={models}/tiny",
+                  "stage.steps=[teach,comt_sft,eval]", "stage.compare=[comt_sft]")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count("comt_sft: training ") == 1
+    assert out.stdout.count(f"comt_sft: reusing the model trained by the job in {tmp_path / 'multirun' / '0'} ") == 1
+    folders = sorted((tmp_path / "artifacts").glob("tiny_ablation_reward/*/tiny/seed0/tiny/seed0/comt_sft/model"))
+    published = list((tmp_path / "artifacts" / "reuse" / "comt_sft").glob("*/model"))
+    assert len(folders) == 2 and len(published) == 1
+    assert len({(f / "model.safetensors").stat().st_ino for f in [*folders, *published]}) == 1
+    # Both jobs report the one training's time and tokens, and the same model's accuracy.
+    trained = [r for r in rows(tmp_path) if r["method"] == "comt_sft"]
+    assert sorted({r["experiment"] for r in trained}) == ["tiny_ablation_reward/ccrl_w0.5",
+                                                          "tiny_ablation_reward/outcome_only_w0.0"]
+    assert len({(r["train_time_s"], r["train_tokens"]) for r in trained}) == 1 and trained[0]["train_time_s"] > 0
+    accuracy = {(r["experiment"], r["split"]): r["accuracy"] for r in trained}
+    assert all(accuracy[("tiny_ablation_reward/ccrl_w0.5", split)] == value
+               for (experiment, split), value in accuracy.items() if experiment.endswith("outcome_only_w0.0"))
+
+
 # --- a failing job -------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
