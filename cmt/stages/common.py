@@ -5,6 +5,7 @@ paths (``stage=comt_sft`` after ``stage=teach``, ``stage=ccrl`` after ``stage=co
 
     <artifacts>/<tag>/data/<benchmark>/<teacher>/seed<seed>/{comt,cot}.jsonl   training sets (stage=teach)
     <artifacts>/<tag>/<model>/seed<seed>/<method>/model/              checkpoints (training stages)
+    <artifacts>/reuse/<method>/<key>/                                 SFT models shared by jobs (reuse_sft)
 """
 
 from __future__ import annotations
