@@ -11,23 +11,28 @@ looks for its model in a store keyed by everything that decides it:
 - the code (`cmt.stages.common.code_version`: the commit and any uncommitted change to ``cmt/``).
 
 A hit is hard-linked into the job's own model folder (no second copy on disk) and the stages after it read
-it there as if this job had trained it; a miss trains as before and then publishes its model. Layout:
+it there as if this job had trained it; a miss trains as before and then publishes its model. A job holds
+its key's lock from the lookup to the publishing, so jobs that run at the same time (joblib, SLURM) wait for
+the one that trains instead of training the same model beside it. Layout:
 
     <artifacts>/reuse/<method>/<key>/model/          the save_pretrained folder (hard links)
     <artifacts>/reuse/<method>/<key>/training.json   the training job's metrics, time, tokens and folder
+    <artifacts>/reuse/<method>/<key>.lock            held while a job looks up, trains and publishes the key
 
 Publishing and restoring go through a temporary folder and a rename, so a reader never sees half a model.
 Files are only ever replaced, never rewritten in place (`cmt.models.save_model` writes the same way), so a
-later save into a job's folder cannot change the store or the other jobs' links. Jobs that run at the same
-time all miss and each trains its own; run one first (docs/experiments.md) for the others to find it.
+later save into a job's folder cannot change the store or the other jobs' links.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -62,6 +67,26 @@ class ModelStore:
 
     def __init__(self, artifacts: str | os.PathLike, method_name: str):
         self.root = Path(artifacts) / "reuse" / method_name
+
+    @contextmanager
+    def claim(self, key: str, waiting: str) -> Iterator[None]:
+        """Hold ``key`` while this job looks for its model and, finding none, trains and publishes it: a job
+        that claims the same key meanwhile prints ``waiting`` and blocks until then, and so finds the model.
+
+        The lock is an ``flock`` on ``<key>.lock``, which the system releases when its process ends, so a
+        killed job never leaves it held; it needs a file system with working locks (local disks, NFSv4).
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f"{key}.lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(f"{waiting} ({self.root / key}.lock)", flush=True)
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def find(self, key: str) -> StoredModel | None:
         """The model published under ``key``, or None when there is none (or only an unreadable one)."""

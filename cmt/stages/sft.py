@@ -50,7 +50,9 @@ def build_trainer(ctx: StageContext, max_epochs: int, checkpointer: Checkpointer
 
 
 def run(ctx: StageContext, method_name: str) -> dict[str, float]:
-    """Train ``method_name`` (``comt_sft`` or ``cot_sft``) and save it; returns the final losses and timings."""
+    """Train ``method_name`` (``comt_sft`` or ``cot_sft``) and save it, or with ``reuse_sft`` link in the model
+    an earlier job trained the same way (training and publishing it when there is none); returns the final
+    losses and timings."""
     cfg = ctx.cfg
     spec = method(method_name)
     data_path = training_set_path(cfg, spec.trace)
@@ -58,12 +60,23 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
         raise MissingInputError(f"no {spec.trace} training set at {data_path}; run `python run.py stage=teach` "
                                 "with the same benchmark and teacher first (or stage=pipeline)")
     out = checkpoint_dir(cfg, method_name)
-    store = key = None
-    if cfg.get("reuse_sft"):
-        store, key = ModelStore(cfg.paths.artifacts, method_name), reuse_key(cfg, FINGERPRINT_KEYS, data_path)
+    if not cfg.get("reuse_sft"):
+        return train(ctx, method_name, data_path, out)
+    store, key = ModelStore(cfg.paths.artifacts, method_name), reuse_key(cfg, FINGERPRINT_KEYS, data_path)
+    with store.claim(key, f"{method_name}: waiting for the job that trains the same model"):
         stored = store.find(key)
         if stored is not None:
             return reuse(ctx, method_name, stored, out)
+        metrics = train(ctx, method_name, data_path, out)
+        store.publish(key, out, {"metrics": metrics, "training": ctx.training[method_name],
+                                 "output_dir": str(cfg.paths.output_dir)})
+    return metrics
+
+
+def train(ctx: StageContext, method_name: str, data_path: Path, out: Path) -> dict[str, float]:
+    """Train ``method_name`` on the training set at ``data_path`` and save it to ``out``."""
+    cfg = ctx.cfg
+    spec = method(method_name)
     records = read_jsonl(data_path)
     if not records:
         raise ValueError(f"{data_path} has no training examples (the teacher's outputs were all filtered: see "
@@ -96,9 +109,6 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
     metrics = {f"{method_name}/{k.replace('/', '_')}": float(v) for k, v in trainer.callback_metrics.items()}
     metrics.update({f"{method_name}/train_time_s": train_time, f"{method_name}/train_tokens": float(tokens)})
     print(f"{method_name}: saved to {out} ({train_time:.0f} s, {tokens} target tokens)")
-    if store is not None:
-        store.publish(key, out, {"metrics": metrics, "training": ctx.training[method_name],
-                                 "output_dir": str(cfg.paths.output_dir)})
     return metrics
 
 

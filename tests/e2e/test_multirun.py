@@ -57,14 +57,17 @@ def models(tmp_path_factory) -> Path:
     return build_checkpoints(tmp_path_factory.mktemp("models"))
 
 
+# Offline, one thread, nothing from the user's environment but PYTHONPATH.
+CLI_ENV = {"WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PATH": "/usr/bin:/bin",
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+
+
 def run_cli(workdir: Path, *overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
     """`python run.py -m <overrides>` writing only under ``workdir`` (one thread, offline)."""
     args = ["-m", f"paths.artifacts={workdir}/artifacts", f"paths.results={workdir}/results",
             f"hydra.sweep.dir={workdir}/multirun", *FAST, *overrides]
-    env = {"WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PATH": "/usr/bin:/bin",
-           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
     return subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env=env)
+                          env=CLI_ENV)
 
 
 def checkpoint(workdir: Path, model: str, method: str) -> Path:
@@ -173,6 +176,22 @@ def test_reward_ablation_jobs_train_their_shared_sft_once(models, tmp_path):
     accuracy = {(r["experiment"], r["split"]): r["accuracy"] for r in trained}
     assert all(accuracy[("tiny_ablation_reward/ccrl_w0.5", split)] == value
                for (experiment, split), value in accuracy.items() if experiment.endswith("outcome_only_w0.0"))
+
+
+def test_jobs_started_together_train_their_shared_sft_once(models, tmp_path):
+    # Two jobs of tiny_ablation_reward as SLURM or joblib would start them: side by side, in their own processes.
+    common = ["experiment=tiny_ablation_reward", f"model.path={models}/tiny", "stage.steps=[teach,comt_sft]"]
+    jobs = [subprocess.Popen([sys.executable, "run.py", f"paths.artifacts={tmp_path}/artifacts",
+                              f"paths.results={tmp_path}/results", f"hydra.run.dir={tmp_path}/{reward}", *FAST,
+                              *common, f"reward={reward}"], cwd=ROOT, env=CLI_ENV, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for reward in ("ccrl", "outcome_only")]
+    outputs = [job.communicate(timeout=600) for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0], [err[-3000:] for _, err in outputs]
+    said = "".join(out for out, _ in outputs)
+    assert said.count("comt_sft: training ") == 1 and said.count("comt_sft: reusing the model trained by ") == 1
+    folders = list((tmp_path / "artifacts").glob("tiny_ablation_reward/*/tiny/seed0/tiny/seed0/comt_sft/model"))
+    assert len(folders) == 2
+    assert (folders[0] / "model.safetensors").stat().st_ino == (folders[1] / "model.safetensors").stat().st_ino
 
 
 # --- a failing job -------------------------------------------------------------------------------------------

@@ -4,14 +4,21 @@ files stay as published whatever a job later writes into its own folder."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
+import threading
+import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from cmt.models import save_model
 from cmt.stages.reuse import ModelStore, restore, reuse_key
 from cmt.stages.sft import FINGERPRINT_KEYS
+from tests.conftest import ROOT
 
 
 def _training_set(folder: Path, text: str = '{"question": "q", "target": "t"}\n') -> Path:
@@ -114,3 +121,47 @@ def test_saving_into_a_linked_folder_leaves_the_store_as_published(tiny, tmp_pat
         assert (folder / "config.json").read_text() == published_config
     assert '"retrained": true' in (job2 / "config.json").read_text()
     assert not [p for p in job2.parent.iterdir() if p.name.startswith(".")]
+
+
+# A job that claims key "k" of <root>'s comt_sft store, says so in <held>, and holds it until <release> exists.
+HOLDER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from cmt.stages.reuse import ModelStore
+    root, held, release = map(Path, sys.argv[1:])
+    with ModelStore(root, "comt_sft").claim("k", "the holder waited"):
+        held.touch()
+        while not release.exists():
+            time.sleep(0.02)
+""")
+
+
+@pytest.mark.parametrize("first_job_ends", ["done", "killed"])
+def test_a_job_claiming_a_held_key_waits_for_the_holder(tmp_path, capsys, first_job_ends):
+    held, release = tmp_path / "held", tmp_path / "release"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path), str(held), str(release)], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while not held.exists():
+            assert holder.poll() is None and time.monotonic() < deadline, "the holder never claimed the key"
+            time.sleep(0.02)
+        acquired = threading.Event()
+
+        def second_job() -> None:
+            with ModelStore(tmp_path, "comt_sft").claim("k", "comt_sft: waiting for the job that trains it"):
+                acquired.set()
+
+        thread = threading.Thread(target=second_job, daemon=True)
+        thread.start()
+        assert not acquired.wait(0.5), "the second job went ahead while the first held the key"
+        if first_job_ends == "done":
+            release.touch()
+        else:  # a killed job's lock goes with its process
+            holder.kill()
+        assert acquired.wait(30)
+        thread.join(30)
+    finally:
+        holder.kill()
+        holder.wait(30)
+    waited = capsys.readouterr().out
+    assert f"comt_sft: waiting for the job that trains it ({tmp_path / 'reuse' / 'comt_sft' / 'k'}.lock)" in waited
