@@ -74,7 +74,9 @@ class ModelStore:
         that claims the same key meanwhile prints ``waiting`` and blocks until then, and so finds the model.
 
         The lock is an ``flock`` on ``<key>.lock``, which the system releases when its process ends, so a
-        killed job never leaves it held; it needs a file system with working locks (local disks, NFSv4).
+        killed job never leaves it held. On a file system that refuses locks (some parallel file systems
+        are mounted so) the job says so and goes on unlocked: it still reuses a model published before it
+        looks, and jobs started together may each train theirs.
         """
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / f"{key}.lock", "a") as lock:
@@ -83,6 +85,11 @@ class ModelStore:
             except BlockingIOError:
                 print(f"{waiting} ({self.root / key}.lock)", flush=True)
                 fcntl.flock(lock, fcntl.LOCK_EX)
+            except OSError as error:
+                print(f"cannot lock {self.root / key}.lock ({error.strerror}): jobs started together may each "
+                      "train this model", flush=True)
+                yield
+                return
             try:
                 yield
             finally:
