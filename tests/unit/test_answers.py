@@ -20,6 +20,7 @@ from cmt.data.answers import (
     normalize_number,
     normalize_text,
     parse_number,
+    parse_numbers,
     to_number,
 )
 from cmt.data.prompts import answer_sentence
@@ -52,6 +53,14 @@ BUDGET_S = 0.010
     ("#### 2,125", "2125"),
     ("####18", "18"),
     ("Janet sells 9 eggs.\n#### 18", "18"),
+    ("So she makes $18 every day. #### 18", "18"),          # "####" after the closing sentence
+    ("The correct answer is 18.", "18"),
+    ("My final answer is 18.", "18"),
+    ("**Final Answer:** 18\n(Checked twice.)", "18"),
+    ("Therefore she makes $\\boxed{18}$ dollars.", "18"),  # a final box, any answer type
+    ("\\[ \\boxed{18 \\text{ dollars}} \\]", "18"),
+    ("9 * 2 = 18\nA: 18", "18"),                             # a last line "A:" / "Answer:"
+    ("9 * 2 = 18\n\n**Answer:** 18\n", "18"),
 ])
 def test_strict_reads_the_final_answer_markers(text, expected):
     assert extract_strict(text) == expected
@@ -59,8 +68,9 @@ def test_strict_reads_the_final_answer_markers(text, expected):
 
 @pytest.mark.parametrize("text", [
     "So she has 20 apples.",          # no marker: an untrained model scores 0 in strict mode
-    "Answer: 20",                      # a loose marker is flexible-only
-    "\\boxed{20}",                     # boxed is strict only for LaTeX answers
+    "Answer: 20\nLet me explain.",     # "Answer:" is strict only as the last line
+    "The total answer is 20.",         # a loose "answer is" is flexible-only
+    "\\boxed{x}",                      # a box without a number
     "The answer is unclear.",
     "",
 ])
@@ -73,6 +83,24 @@ def test_the_last_marker_wins_not_the_first():
     assert extract_strict(text) == "7"
     assert extract_flexible(text) == "7"
     assert extract_strict("#### 3\nLet me recheck.\n#### 4") == "4"
+
+
+def test_the_last_of_a_box_and_an_answer_sentence_wins():
+    assert extract_strict("So \\boxed{5}. Wait, I forgot a bag: 5 + 2 = 7. The answer is 7.") == "7"
+    assert extract_strict("The answer is 5. No: adding the bag gives \\boxed{7}.") == "7"
+
+
+def test_a_last_line_marker_counts_only_when_no_other_marker_does():
+    # A base model that goes on to invent the next exemplar: its own answer sentence wins.
+    text = "3 * 4 = 12 pencils. The answer is 12.\n\nQuestion: Ann has 5 apples and eats 2.\nAnswer: 3"
+    assert extract_strict(text) == "12"
+    assert extract_strict("Work: 3 + 4 = 7.\nAnswer: 7") == "7"
+
+
+def test_text_and_latex_answers_take_the_box_over_a_later_sentence():
+    text = "The meeting is on \\boxed{\\text{Friday}}. The answer is based on the calendar."
+    assert extract_strict(text, "text") == "Friday"
+    assert extract_strict("\\boxed{\\frac{1}{2}}. The answer is in lowest terms.", "latex") == "\\frac{1}{2}"
 
 
 def test_a_later_marker_without_a_number_falls_back_to_the_previous_one():
@@ -122,6 +150,8 @@ def test_unknown_answer_type_is_an_error():
 @pytest.mark.parametrize("text, canonical", [
     ("$1,200.50", "1200.5"), ("-0.0", "0"), ("45.0", "45"), ("0.50", "0.5"), (".5", "0.5"), ("6/8", "3/4"),
     ("1 1/2", "3/2"), ("12,345,678", "12345678"), ("\\$5", "5"), ("\\frac{3}{4}", "3/4"), ("\\dfrac34", "3/4"),
+    ("204 500", "204500"), ("1 250 000.5", "1250000.5"), ("$400\u00a0000", "400000"), ("12\u2009000", "12000"),
+    ("12 200-kilobyte videos", "12"), ("3 100", "3100"), ("3 10", "3"), ("2024 100", "2024"),
 ])
 def test_normalize_number(text, canonical):
     assert normalize_number(text) == canonical
@@ -139,6 +169,58 @@ def test_to_number(text, value):
 def test_numbers_with_too_many_digits_are_not_answers():
     assert parse_number("9" * 100) is None
     assert extract_flexible("The answer is " + "9" * 100) is None
+
+
+def test_a_space_between_thousands_groups_is_one_number_in_every_mode():
+    assert extract_strict("The house sold for 185 000 + 19 500 = 204 500 dollars.\n#### 204 500") == "204500"
+    assert extract_flexible("Net proceeds: $400 000 - $282 000 = $118 000.") == "118000"
+    assert extract_flexible("The drive stores 12 200-kilobyte videos.") == "200"  # not 12200
+
+
+@pytest.mark.parametrize("text, values", [
+    ("3 and 7", ["3", "7"]),
+    ("3 or 7", ["3", "7"]),
+    ("3 apples and 7 pears", ["3", "7"]),
+    ("2, 4 and 6", ["2", "4", "6"]),
+    ("2, 4, or 6", ["2", "4", "6"]),
+    ("3, 7.", ["3", "7"]),
+    ("3; 7", ["3", "7"]),
+    ("between 3 and 7", ["3", "7"]),
+    ("1,234", ["1234"]),                       # a thousands separator, not a list
+    ("12, 3 more than Tom", ["12"]),           # a comma that starts a remark
+    ("8 and she keeps 3", ["8"]),
+    ("1/2, or 0.5", ["1/2"]),                  # one value restated
+    ("4 and a half", ["4"]),
+    ("no number", []),
+])
+def test_parse_numbers_reads_every_value_of_a_list_answer(text, values):
+    assert [n.canonical() for n in parse_numbers(text)] == values
+
+
+@pytest.mark.parametrize("text", ["The answer is 3 and 7.", "The answer is 3 or 7.", "#### 3, 7",
+                                  "The answer is $\\boxed{3, 7}$."])
+def test_an_answer_with_two_values_matches_no_single_gold(text):
+    for extract in (extract_strict, extract_flexible):
+        answer = extract(text)
+        assert answer == "3, 7"
+        assert not is_correct(answer, "3") and not is_correct(answer, "7")
+        assert is_correct(answer, "7 and 3")
+    assert is_correct(extract_strict("The answer is 5 and 15.", "text"), "5 (years old); 15 (years old)", "text")
+
+
+@pytest.mark.parametrize("predicted, gold, answer_type, expected", [
+    ("0.14285714285714285", "1/7", "fraction", True),     # Python's repr of 1/7
+    ("0.14285714285714286", "1/7", "fraction", True),     # the same double
+    ("0.1428571428571428", "1/7", "fraction", False),     # truncated: another double
+    ("0.6666666666666666", "2/3", "fraction", True),
+    ("0.3333333333333333", "1/3", "fraction", True),
+    ("0.30000000000000004", "3/10", "fraction", False),   # 0.1 + 0.2: not the double nearest 3/10
+    ("0.14285714", "1/7", "fraction", True),              # a short decimal: the rounding rule
+    ("0.14285715", "1/7", "fraction", False),             # float32's printout: not the double
+    ("1/7", "0.14285714285714285", "fraction", True),     # either side may be the printout
+])
+def test_a_float_printout_matches_the_fraction_it_prints(predicted, gold, answer_type, expected):
+    assert is_correct(predicted, gold, answer_type) is expected
 
 
 # --- comparison -------------------------------------------------------------------------------------------
@@ -203,6 +285,27 @@ def test_choice_extraction(text, expected):
 
 def test_choice_flexible_takes_the_last_parenthesised_letter():
     assert extract_flexible("Between (A) and (B), (B) fits the table.", "choice", CHOICES) == "B"
+
+
+@pytest.mark.parametrize("text, choices, expected", [
+    ("Supply is greater than demand.\nSo there is a surplus.", CHOICES, "B"),
+    ("So the claim is false!", ["true", "false"], "B"),
+    ("Friday is the right choice.", ["Thursday", "Friday", "Saturday"], "B"),
+    ("The chess club is biggest.", ["chess", "chess club"], "B"),        # "chess" only inside "chess club"
+    ("It is the chess club or the math club.", ["chess club", "math club"], None),  # two options named
+    ("A surplus? No: there is a shortage.", CHOICES, "A"),                # the final sentence only
+    ("The price went up by 50 percent.", ["40", "50", "60"], "B"),
+    ("There are 150 of them.", ["15", "50"], None),                       # whole words only
+    ("I am not sure.", CHOICES, None),
+])
+def test_choice_flexible_matches_the_final_sentence_against_the_options(text, choices, expected):
+    assert extract_strict(text, "choice", choices) is None
+    assert extract_flexible(text, "choice", choices) == expected
+
+
+def test_choice_letter_in_the_final_sentence_beats_option_text():
+    assert extract_flexible("Demand exceeds supply, so it is (A), not a surplus.", "choice", CHOICES) == "A"
+    assert extract_flexible("(B) looked right at first.\nBut it is a shortage.", "choice", CHOICES) == "A"
 
 
 @pytest.mark.parametrize("predicted, gold, choices, expected", [
@@ -282,6 +385,9 @@ HOSTILE = {
     "number words": "one hundred and " * 6_000,
     "case-changing unicode": "\u0130" * 50_000 + "The answer is 5",
     "parentheses": "(a) " * 25_000,
+    "space-grouped digits before a hyphen": "111 " * 25_000 + "-",
+    "every option named": "a b c " * 16_000,
+    "a long list answer": "The answer is " + "1 and " * 16_000,
     "power tower": "\\boxed{2^{10^{10^{10}}}}",
     "huge factorial": "\\boxed{(10^{9})!}",
 }
@@ -313,9 +419,17 @@ _MATHY = st.text(alphabet="0123456789.,-/$%\\{}()[] =*+abcxyzAB#:\nThe answer is
 @given(text=_MATHY)
 def test_numeric_extractions_are_canonical_numbers(text):
     for answer in (extract_strict(text), extract_flexible(text)):
-        if answer is not None:
-            number = parse_number(answer)
-            assert number is not None and number.canonical() == answer
+        if answer is not None:  # one number, or a list answer's values joined by ", "
+            values = parse_numbers(answer)
+            assert values and ", ".join(n.canonical() for n in values) == answer
+
+
+@settings(max_examples=200, deadline=None)
+@given(a=st.integers(-10**6, 10**6), b=st.integers(-10**6, 10**6), join=st.sampled_from([" and ", " or ", ", ", " & "]),
+       style=st.sampled_from(["The answer is {}.", "#### {}", "$\\boxed{{{}}}$", "Work.\nA: {}"]))
+def test_a_hedge_between_two_values_never_matches_either(a, b, join, style):
+    answer = extract_flexible(style.format(f"{a}{join}{b}"))
+    assert is_correct(answer, str(a)) is (a == b) and is_correct(answer, str(b)) is (a == b)
 
 
 @settings(max_examples=300, deadline=None)
