@@ -100,6 +100,7 @@ def test_a_last_line_marker_counts_only_when_no_other_marker_does():
 def test_text_and_latex_answers_take_the_box_over_a_later_sentence():
     text = "The meeting is on \\boxed{\\text{Friday}}. The answer is based on the calendar."
     assert extract_strict(text, "text") == "Friday"
+    assert extract_strict("She asked \\boxed{\\text{Mrs. Hilt}}.", "text") == "Mrs. Hilt"
     assert extract_strict("\\boxed{\\frac{1}{2}}. The answer is in lowest terms.", "latex") == "\\frac{1}{2}"
 
 
@@ -185,6 +186,7 @@ def test_a_space_between_thousands_groups_is_one_number_in_every_mode():
     ("2, 4, or 6", ["2", "4", "6"]),
     ("3, 7.", ["3", "7"]),
     ("3; 7", ["3", "7"]),
+    ("25% and 75%", ["25", "75"]),
     ("between 3 and 7", ["3", "7"]),
     ("1,234", ["1234"]),                       # a thousands separator, not a list
     ("12, 3 more than Tom", ["12"]),           # a comma that starts a remark

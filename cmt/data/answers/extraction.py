@@ -206,7 +206,12 @@ def _strict(text: str, lowered: bytes, answer_type: str, read) -> str | None:
             later = _after_markers(text, lowered, _STRICT_MARKERS, read, start=box_at)
             if later is not None:
                 return later
-        answer = boxed.strip() if answer_type == "latex" else read(boxed)
+        if answer_type == "latex":
+            answer = boxed.strip()
+        elif answer_type == "text":  # the whole box: "Mr. Hilt" is one answer, not a sentence
+            answer = clean(boxed).strip(" \t*\"'`$")
+        else:
+            answer = read(boxed)
         if answer:
             return answer
     answer = _after_markers(text, lowered, _STRICT_MARKERS, read)

@@ -37,8 +37,8 @@ NUMBER = re.compile(
     r"(?:\s*/\s*(?P<den>\d++)(?!\d|\.\d))?"
 )
 # What may join the values of a list answer: a comma, semicolon, "&", "and", "or" (with an optional
-# comma before "and"/"or"), after at most two unit words ("3 apples and 7 pears").
-_LIST_JOIN = re.compile(r"(?:\s+[A-Za-z%]{1,20}){0,2}?\s*(,\s*(?:and|or)\b|and\b|or\b|&|,|;)\s*", re.IGNORECASE)
+# comma before "and"/"or"), after a percent sign or at most two unit words ("3 apples and 7 pears").
+_LIST_JOIN = re.compile(r"%?(?:\s+[A-Za-z%]{1,20}){0,2}?\s*(,\s*(?:and|or)\b|and\b|or\b|&|,|;)\s*", re.IGNORECASE)
 # What may follow the last value of a comma-only list for it to be a list ("3, 7." but not
 # "12, 3 more than Tom"): unit words and closing punctuation.
 _LIST_END = re.compile(r"(?:\s*[A-Za-z%]{1,20}){0,2}[\s.!)\]}$*]*")
