@@ -133,7 +133,7 @@ def _last_number(text: str) -> str | None:
 def _named_choice(sentence: str, choices: list[str] | None) -> int | None:
     """Index of the one option whose text ``sentence`` contains as whole words, else None.
 
-    An option found only inside a longer option found at the same place ("club" in "chess club") does not
+    An option found only inside a longer option found at the same place ("chess" in "chess club") does not
     count; two different options named make the sentence ambiguous (None).
     """
     if not choices:
