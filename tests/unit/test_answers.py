@@ -299,6 +299,8 @@ def test_choice_flexible_takes_the_last_parenthesised_letter():
     ("The price went up by 50 percent.", ["40", "50", "60"], "B"),
     ("There are 150 of them.", ["15", "50"], None),                       # whole words only
     ("I am not sure.", CHOICES, None),
+    ("Web Page Design class begins at 3:20 P. M.", ["Art class", "Web Page Design class"], "B"),  # initials
+    ("The winner is Mrs. Hilt.", ["Mr. Cruz", "Mrs. Hilt"], "B"),
 ])
 def test_choice_flexible_matches_the_final_sentence_against_the_options(text, choices, expected):
     assert extract_strict(text, "choice", choices) is None

@@ -28,7 +28,9 @@ _BOXES = ("\\boxed", "\\fbox")
 
 _LETTER = re.compile(r"^[\s*(\[{'\"]*(?:option\s+|choice\s+)?(?:\(([A-Za-z])\)|\b([A-Z])\b(?![.']\w))")
 _PAREN_LETTER = re.compile(r"\(([A-Za-z])\)")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n")
+# A sentence ends at ".", "!" or "?" and a space, or at a line break; not after an initial or a title
+# ("3:20 P. M.", "Mrs. Hilt").
+_SENTENCE_END = re.compile(r"(?<=[.!?])(?<!\b[A-Za-z]\.)(?<!\bMr\.)(?<!\bMrs\.)(?<!\bMs\.)(?<!\bDr\.)\s+|\n")
 
 
 def _sentence(segment: str) -> str:
