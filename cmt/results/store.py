@@ -14,7 +14,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-# The columns of a result row, in the order of ARCHITECTURE.md; tables and plots read these.
+# The columns of a result row (what each holds: README, Concepts, "Results store"); tables and plots read
+# these, and rows rebuilt from W&B (wandb_report.py) carry every one of them.
 ROW_FIELDS = (
     "run_id", "experiment", "sweep", "model", "teacher", "method", "stage", "benchmark", "split", "n",
     "accuracy", "accuracy_strict", "extraction_fail_rate", "ece", "brier", "overconfident_error_rate",
