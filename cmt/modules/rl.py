@@ -36,6 +36,7 @@ from cmt.rewards.combine import RewardConfig, compute_rewards
 from cmt.rewards.outcome import answer_correct
 from cmt.rewards.types import rollouts_from_sampled
 from cmt.rl.advantages import AdvantageInputs, compute_advantages
+from cmt.rl.dropout import disable_dropout
 from cmt.rl.filters import varied_groups
 from cmt.rl.forward import completion_logprobs
 from cmt.rl.losses import kl_penalty, policy_loss, value_loss
@@ -162,7 +163,12 @@ class RLModule(pl.LightningModule):
         rl: The ``rl`` config node (validated by `cmt.rl.config.validate_rl_config`).
         reward: Validated reward settings.
         optimizer: ``params -> Optimizer`` for the policy.
-        reference: The frozen reference model, or None (no KL, or LoRA: the policy with adapters off).
+        reference: A separate frozen reference model, or None (no KL, or LoRA: the policy itself, see
+            ``reference_adapter``).
+        reference_adapter: LoRA: the name of a frozen adapter on the policy that holds the SFT adapter as it
+            was when RL started; the reference runs the policy with that adapter active. None with a LoRA
+            policy and no ``reference``: the policy with its adapters off (right when RL's adapters are
+            fresh over SFT weights, so the base is the SFT model).
         critic: The PPO critic, or None for critic-free estimators.
         critic_optimizer: ``params -> Optimizer`` for the critic.
         val_batch_size: Batch size of validation generation.
@@ -177,12 +183,18 @@ class RLModule(pl.LightningModule):
                  val_problems: Sequence[Problem], render: Callable[[str], str], rl: DictConfig, reward: RewardConfig,
                  optimizer: Callable[..., torch.optim.Optimizer], reference: torch.nn.Module | None = None,
                  critic: Critic | None = None, critic_optimizer: Callable[..., torch.optim.Optimizer] | None = None,
-                 val_batch_size: int = 64, logits_chunk_tokens: int | None = None):
+                 val_batch_size: int = 64, logits_chunk_tokens: int | None = None,
+                 reference_adapter: str | None = None):
         super().__init__()
         self.automatic_optimization = False
         self.policy, self.tokenizer, self.critic = policy, tokenizer, critic
         # Kept out of the module tree: frozen, never optimised, never saved with the policy.
         self._reference = [reference] if reference is not None else []
+        self.reference_adapter = reference_adapter
+        # Sampling runs in eval mode, the update in training mode: with dropout on, the first ratio would not be 1.
+        for model in (policy, critic):
+            if model is not None:
+                disable_dropout(model)
         self.problems, self.val_problems, self.render = list(problems), list(val_problems), render
         self.rl, self.reward = rl, reward
         self.optimizer_factory, self.critic_optimizer_factory = optimizer, critic_optimizer
@@ -223,21 +235,35 @@ class RLModule(pl.LightningModule):
 
     @contextlib.contextmanager
     def _reference_model(self) -> Iterator[torch.nn.Module]:
-        """The frozen reference: a separate model, or the policy with its LoRA adapters disabled.
+        """The frozen reference: a separate model, the policy with its frozen reference adapter active, or the
+        policy with its LoRA adapters disabled.
 
         The policy-as-reference runs in eval mode, like a separate reference: no dropout, and no activation
-        checkpointing, which would stop `cmt.rl.forward` from running each prompt once.
+        checkpointing, which would stop `cmt.rl.forward` from running each prompt once. PEFT's ``set_adapter``
+        marks the adapter it activates trainable and the others frozen; every parameter's ``requires_grad``
+        is put back afterwards, so the reference adapter never trains and the policy's adapter always does.
         """
         if self._reference:
             yield self._reference[0]
-        else:
-            was_training = self.policy.training
-            self.policy.eval()
-            try:
+            return
+        was_training = self.policy.training
+        self.policy.eval()
+        try:
+            if self.reference_adapter is None:
                 with self.policy.disable_adapter():
                     yield self.policy
+                return
+            trainable = {name: p.requires_grad for name, p in self.policy.named_parameters()}
+            active = self.policy.active_adapter
+            self.policy.set_adapter(self.reference_adapter)
+            try:
+                yield self.policy
             finally:
-                self.policy.train(was_training)
+                self.policy.set_adapter(active)
+                for name, p in self.policy.named_parameters():
+                    p.requires_grad_(trainable[name])
+        finally:
+            self.policy.train(was_training)
 
     # ---------------------------------------------------------------- one step
     def _forward(self, model: torch.nn.Module, rows: dict[str, torch.Tensor], entropy: bool = False

@@ -26,13 +26,13 @@ def rl_config(cfg_factory):
 
 
 def _train(model, tokenizer, rl, reward_cfg, reference=None, critic=None, accelerator="cpu", precision="32-true",
-           logits_chunk_tokens=None):
+           logits_chunk_tokens=None, reference_adapter=None):
     reward = validate_rl_config(rl, reward_cfg)
     problems = generate("train", 8, seed=0)
     module = RLModule(model, tokenizer, problems, [], lambda q: render_prompt(q, "Question: {question}\nAnswer:"),
                       rl, reward, lambda params: torch.optim.AdamW(params, lr=1e-3), reference=reference,
                       critic=critic, critic_optimizer=(lambda params: torch.optim.AdamW(params, lr=1e-3)),
-                      val_batch_size=4, logits_chunk_tokens=logits_chunk_tokens)
+                      val_batch_size=4, logits_chunk_tokens=logits_chunk_tokens, reference_adapter=reference_adapter)
     trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, limit_val_batches=0, accelerator=accelerator, precision=precision)
     trainer.fit(module, DataLoader([0, 1, 2, 3], batch_size=2, collate_fn=list))
@@ -192,42 +192,97 @@ def test_a_micro_batch_cut_to_its_rows_width_gives_the_full_width_results(tiny, 
     assert narrower > 0
 
 
-def test_lora_policy_with_checkpointing_trains_and_its_reference_is_the_base_model_in_eval_mode(tiny, rl_config):
-    """LoRA without a separate reference: the reference is the policy with adapters off, run in eval mode
-    (so activation checkpointing does not force whole rows), and it gives the base model's log-probs."""
+def _lora_cfg(dropout: float) -> dict:
+    return {"source": "bundled:tiny", "path": None, "dtype": "float32", "activation_checkpointing": True,
+            "lora": {"enabled": True, "r": 4, "alpha": 8, "dropout": dropout, "target_modules": "all-linear"}}
+
+
+def _full_row_logprobs(model, rows):
     from cmt.lm_head import token_logprobs
-    from cmt.models import enable_activation_checkpointing, wrap_lora
     from cmt.rl.forward import _full_rows, _logits
+
+    with torch.no_grad():
+        return token_logprobs(_full_rows(_logits(model), rows), rows["tokens"])
+
+
+def test_a_lora_policys_reference_is_the_frozen_sft_adapter(tiny, rl_config, tmp_path):
+    """LoRA RL keeps training the SFT adapter; the KL reference is that adapter as it was when RL started (loaded
+    a second time, frozen), run in eval mode: its log-probs are the SFT checkpoint's, not the base model's, and
+    they stay the same after policy updates. Activating it for reference passes leaves which parameters train
+    as it was (PEFT's set_adapter would otherwise flip them)."""
+    from cmt.models import load_model, save_model, wrap_lora
+    from cmt.stages.rl import build_reference
 
     model, tokenizer = tiny
     base = copy.deepcopy(model).eval()
-    enable_activation_checkpointing(model)
-    policy = wrap_lora(model, {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": "all-linear"})
-    # Non-zero adapters, so that "adapters off" is not the same as "adapters on".
-    for name, p in policy.named_parameters():
+    sft = wrap_lora(model, _lora_cfg(0.05)["lora"])
+    for name, p in sft.named_parameters():
         if "lora_B" in name:
-            torch.nn.init.normal_(p, std=0.02)
+            torch.nn.init.normal_(p, std=0.05)
+    save_model(sft, tokenizer, tmp_path / "sft")
+    sft_model = load_model(_lora_cfg(0.05), tmp_path / "sft")[0].eval()
+    policy = load_model(_lora_cfg(0.05), tmp_path / "sft")[0]
+    reference, adapter = build_reference(policy, tmp_path / "sft", kl_coef=0.05)
+    assert reference is None and adapter is not None
+    trainable = {name for name, p in policy.named_parameters() if p.requires_grad}
+    assert trainable and not any(adapter in name for name in trainable)
     policy.train()
     rl, reward_cfg = rl_config("grpo", kl_coef=0.05)
-    reward = validate_rl_config(rl, reward_cfg)
     module = RLModule(policy, tokenizer, generate("train", 4, seed=2), [],
-                      lambda q: render_prompt(q, "Question: {question}\nAnswer:"), rl, reward,
-                      lambda params: torch.optim.AdamW(params, lr=1e-3))
+                      lambda q: render_prompt(q, "Question: {question}\nAnswer:"), rl,
+                      validate_rl_config(rl, reward_cfg), lambda params: torch.optim.AdamW(params, lr=1e-3),
+                      reference_adapter=adapter)
     modes = []
     hook = policy.register_forward_pre_hook(lambda module, args: modes.append(module.training))
     batch, _ = module._score(module.problems[:2])
     hook.remove()
-    # Sampling and the reference pass ran in eval mode; the policy is back in training mode.
-    assert modes and not any(modes)
+    # Sampling and the reference pass ran in eval mode (no checkpointing, no dropout); the policy trains again.
+    assert modes and not any(modes) and policy.training
+    assert {name for name, p in policy.named_parameters() if p.requires_grad} == trainable
+    rows = batch.rows(torch.arange(batch.tokens.shape[0]))
+    mask = rows["mask"].bool()
+    ref = batch.fields["ref_logprobs"][:, :mask.shape[1]][mask]
+    torch.testing.assert_close(ref, _full_row_logprobs(sft_model, rows)[mask], atol=1e-4, rtol=0)
+    assert float((ref - _full_row_logprobs(base, rows)[mask]).abs().max()) > 1e-2
+    frozen = {name: p.detach().clone() for name, p in policy.named_parameters() if name not in trainable}
+    trained = {name: p.detach().clone() for name, p in policy.named_parameters() if name in trainable}
+    _train(policy, tokenizer, rl, reward_cfg, reference_adapter=adapter)
+    assert all(torch.equal(frozen[name], p) for name, p in policy.named_parameters() if name in frozen)
+    assert any(not torch.equal(trained[name], p) for name, p in policy.named_parameters() if name in trained)
+    with module._reference_model() as reference_model:
+        after = _full_row_logprobs(reference_model, rows)[mask]
+    torch.testing.assert_close(after, ref, atol=1e-4, rtol=0)
+    with torch.no_grad():
+        policy.eval()
+        assert float((_full_row_logprobs(policy, rows)[mask] - ref).abs().max()) > 1e-3
+
+
+def test_rl_trains_without_dropout_so_the_first_ratio_is_one(tiny, rl_config):
+    """LoRA dropout 0.05 and attention dropout are turned off: the update's training-mode forward gives the
+    sampler's log-probs, the same at every call, and the first update clips nothing."""
+    from cmt.models import wrap_lora
+
+    model, tokenizer = tiny
+    for module in model.modules():
+        if hasattr(module, "attention_dropout"):
+            module.attention_dropout = 0.1
+    policy = wrap_lora(model, _lora_cfg(0.05)["lora"])
+    for name, p in policy.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.1)
+    policy.train()
+    rl, reward_cfg = rl_config("grpo", kl_coef=0.0)
+    module = RLModule(policy, tokenizer, generate("train", 4, seed=1), [],
+                      lambda q: render_prompt(q, "Question: {question}\nAnswer:"), rl,
+                      validate_rl_config(rl, reward_cfg), lambda params: torch.optim.AdamW(params, lr=1e-3))
+    batch, _ = module._score(module.problems[:2])
     assert policy.training
     rows = batch.rows(torch.arange(batch.tokens.shape[0]))
     mask = rows["mask"].bool()
     with torch.no_grad():
-        expected = token_logprobs(_full_rows(_logits(base), rows), rows["tokens"])
-    torch.testing.assert_close(batch.fields["ref_logprobs"][:, :mask.shape[1]][mask], expected[mask], atol=1e-4,
-                               rtol=0)
-    frozen = {name: p.detach().clone() for name, p in policy.named_parameters() if not p.requires_grad}
-    trained = {name: p.detach().clone() for name, p in policy.named_parameters() if p.requires_grad}
-    _train(policy, tokenizer, rl, reward_cfg)
-    assert all(torch.equal(frozen[name], p) for name, p in policy.named_parameters() if name in frozen)
-    assert any(not torch.equal(trained[name], p) for name, p in policy.named_parameters() if name in trained)
+        first, _ = module._forward(policy, rows)
+        second, _ = module._forward(policy, rows)
+    assert torch.equal(first[mask], second[mask])
+    torch.testing.assert_close(first[mask], rows["old_logprobs"][mask], atol=2e-4, rtol=0)
+    _, stats = module._loss(rows, float(rows["mask"].sum()), rows["tokens"].shape[0])
+    assert stats["train/clip_fraction"] == 0.0
