@@ -48,7 +48,7 @@ RESUME_MODES = ("auto", "never")
 PRECISIONS = ("auto", "64", "32", "16", "bf16", "64-true", "32-true", "16-true", "16-mixed", "bf16-true", "bf16-mixed",
               "transformer-engine", "transformer-engine-float16")
 # model.hparams: the learning rates are positive numbers, the rest counts (the sft/rl/eval nodes read them).
-HPARAM_RATES = ("sft_lr", "rl_lr")
+HPARAM_RATES = ("sft_lr", "rl_lr", "rl_critic_lr")
 HPARAM_COUNTS = ("sft_epochs", "sft_batch_size", "max_length", "max_new_tokens", "eval_batch_size",
                  "rl_prompts_per_step", "rl_steps")
 

@@ -39,8 +39,8 @@ from cmt.rl.advantages import AdvantageInputs, compute_advantages
 from cmt.rl.dropout import disable_dropout
 from cmt.rl.filters import varied_groups
 from cmt.rl.forward import completion_logprobs
-from cmt.rl.losses import kl_penalty, policy_loss, value_loss
-from cmt.rl.masked import completion_mask, masked_mean
+from cmt.rl.losses import aggregate, kl_penalty, policy_loss, value_loss
+from cmt.rl.masked import completion_mask, explained_variance, masked_mean
 
 
 class Critic(torch.nn.Module):
@@ -212,7 +212,28 @@ class RLModule(pl.LightningModule):
         optimizers = [self.optimizer_factory(params=[p for p in self.policy.parameters() if p.requires_grad])]
         if self.critic is not None:
             optimizers.append(self.critic_optimizer_factory(params=list(self.critic.parameters())))
+        for group in optimizers[0].param_groups:
+            # The configured rate, which the warm-up scales (`_warm_up`); saved with the optimizer state.
+            group.setdefault("base_lr", group["lr"])
         return optimizers
+
+    def _critic_warmup(self) -> int:
+        """RL steps that train only the critic (``rl.critic.warmup_steps``; 0 without a critic)."""
+        return int(self.rl.critic.warmup_steps) if self.critic is not None else 0
+
+    def _warm_up(self, optimizer: torch.optim.Optimizer, step: int) -> float:
+        """Set the policy's learning rate for RL step ``step`` (0-based) and return it.
+
+        Linear warm-up over the first ``rl.warmup_steps`` policy updates (counted after the critic's warm-up):
+        the k-th update (k = 1, 2, ...) runs at ``k / (warmup_steps + 1)`` of the configured rate, the full
+        rate from update ``warmup_steps + 1`` on. The first updates see advantages from a fresh critic and
+        Adam's first moment estimates, both noisy; small steps there keep them from pushing the policy far.
+        """
+        update = step - self._critic_warmup() + 1
+        factor = min(1.0, update / (int(self.rl.warmup_steps) + 1)) if update > 0 else 0.0
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        return optimizer.param_groups[0]["lr"]
 
     def on_fit_start(self) -> None:
         """Put the separate reference on the policy's device and in its dtype.
@@ -321,6 +342,7 @@ class RLModule(pl.LightningModule):
         batch.fields["advantages"] = advantages.advantages
         if advantages.returns is not None:
             batch.fields["returns"] = advantages.returns
+            metrics["train/explained_variance"] = explained_variance(values, advantages.returns, batch.mask)
         batch.fields["keep"] = keep
         metrics.update(self._rollout_metrics(rollouts, problems, sampled, scores, group))
         metrics["timing/score"] = time.perf_counter() - started
@@ -351,11 +373,16 @@ class RLModule(pl.LightningModule):
             "train/truncation_rate": float((~sampled.finished).float().mean()),
         }
 
-    def _update(self, batch: Batch) -> dict[str, float]:
-        """``epochs`` passes of mini-batch updates over the kept rollouts; returns mean diagnostics."""
+    def _update(self, batch: Batch, update_policy: bool = True) -> dict[str, float]:
+        """``epochs`` passes of mini-batch updates over the kept rollouts; returns mean diagnostics.
+
+        With ``update_policy`` False (the critic's warm-up) only the critic's loss is computed and stepped.
+        """
         rl = self.rl
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        if not update_policy:
+            optimizers = optimizers[1:]
         kept = torch.nonzero(batch.fields["keep"]).squeeze(1).tolist()
         mini, micro = int(rl.mini_batch_size), int(rl.micro_batch_size)
         stats: dict[str, list[float]] = {}
@@ -369,7 +396,7 @@ class RLModule(pl.LightningModule):
                 num_tokens = float(batch.mask[minibatch].sum())
                 # Gradients add up over the micro-batches, so how rollouts are grouped into them changes no result.
                 for index in batch.chunks(minibatch, micro):
-                    loss, step_stats = self._loss(batch.rows(index), num_tokens, len(minibatch))
+                    loss, step_stats = self._loss(batch.rows(index), num_tokens, len(minibatch), update_policy)
                     self.manual_backward(loss)
                     for name, value in step_stats.items():
                         stats.setdefault(name, []).append(value)
@@ -380,10 +407,13 @@ class RLModule(pl.LightningModule):
                     optimizer.zero_grad(set_to_none=True)
         return {name: sum(values) / len(values) for name, values in stats.items()}
 
-    def _loss(self, rows: dict[str, torch.Tensor], num_tokens: float, num_sequences: int
+    def _loss(self, rows: dict[str, torch.Tensor], num_tokens: float, num_sequences: int, update_policy: bool = True
               ) -> tuple[torch.Tensor, dict[str, float]]:
-        """The policy (+ KL in the loss, + critic) loss of one micro-batch, scaled to its share of the mini-batch."""
+        """The policy (+ KL in the loss, + critic) loss of one micro-batch, scaled to its share of the mini-batch;
+        the critic's alone when not ``update_policy``."""
         rl = self.rl
+        if not update_policy:
+            return self._critic_loss(rows, num_tokens, num_sequences)
         logprobs, entropy = self._forward(self.policy, rows, entropy=True)
         mask = rows["mask"]
         result = policy_loss(rl.policy_loss, logprobs, rows["old_logprobs"], rows["advantages"], mask,
@@ -398,16 +428,23 @@ class RLModule(pl.LightningModule):
             kl = kl_penalty(logprobs, rows["ref_logprobs"], rl.kl_estimator)
             stats["train/kl"] = float(masked_mean(kl.detach(), mask))
             if rl.kl_mode == "loss":
-                loss = loss + float(rl.kl_coef) * (kl * mask).sum() / num_tokens
+                loss = loss + float(rl.kl_coef) * aggregate(
+                    kl, mask, str(rl.loss_aggregation), max_length=int(rl.max_new_tokens), num_tokens=num_tokens,
+                    num_sequences=float(num_sequences))
         if self.critic is not None:
-            values = completion_slice(self.critic(rows["input_ids"], rows["attention_mask"], rows["position_ids"]),
-                                      rows)
-            critic_loss, value_clip = value_loss(values, rows["old_values"], rows["returns"], mask,
-                                                 clip=float(rl.critic.value_clip), num_tokens=num_tokens,
-                                                 num_sequences=float(num_sequences))
+            critic_loss, critic_stats = self._critic_loss(rows, num_tokens, num_sequences)
             loss = loss + critic_loss
-            stats.update({"train/value_loss": critic_loss.item(), "train/value_clip_fraction": float(value_clip)})
+            stats.update(critic_stats)
         return loss, stats
+
+    def _critic_loss(self, rows: dict[str, torch.Tensor], num_tokens: float, num_sequences: int
+                     ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The critic's clipped value loss of one micro-batch, and its statistics."""
+        values = completion_slice(self.critic(rows["input_ids"], rows["attention_mask"], rows["position_ids"]), rows)
+        loss, value_clip = value_loss(values, rows["old_values"], rows["returns"], rows["mask"],
+                                      clip=float(self.rl.critic.value_clip), num_tokens=num_tokens,
+                                      num_sequences=float(num_sequences))
+        return loss, {"train/value_loss": loss.item(), "train/value_clip_fraction": float(value_clip)}
 
     def training_step(self, batch_indices: list[int], batch_idx: int) -> None:
         problems = [self.problems[int(i)] for i in batch_indices]
@@ -415,7 +452,11 @@ class RLModule(pl.LightningModule):
         batch, metrics = self._score(problems)
         metrics["timing/generate"] = time.perf_counter() - started - metrics["timing/score"]
         started = time.perf_counter()
-        metrics.update(self._update(batch))
+        step = len(self.history)
+        update_policy = step >= self._critic_warmup()
+        optimizers = self.optimizers()
+        metrics["train/lr"] = self._warm_up(optimizers[0] if isinstance(optimizers, list) else optimizers, step)
+        metrics.update(self._update(batch, update_policy))
         metrics["timing/update"] = time.perf_counter() - started
         metrics["train/rl_step"] = float(batch_idx + 1)
         self.history.append(metrics)

@@ -24,6 +24,7 @@ _choice = partial(checks.choice, prefix="rl")
 _positive_int = partial(checks.positive_int, prefix="rl")
 _number = partial(checks.number, prefix="rl")
 _boolean = partial(checks.boolean, prefix="rl")
+_integer = partial(checks.integer, prefix="rl")
 
 
 def validate_rl_config(rl_cfg: Mapping, reward_cfg: Mapping) -> RewardConfig:
@@ -67,9 +68,13 @@ def validate_rl_config(rl_cfg: Mapping, reward_cfg: Mapping) -> RewardConfig:
     _number(rl_cfg, "max_grad_norm", 0.0, inf, low_open=True, high_open=True)
     _number(rl_cfg, "optimizer.lr", 0.0, inf, low_open=True, high_open=True)
     _boolean(rl_cfg, "whiten_advantages")
+    _integer(rl_cfg, "warmup_steps", 0)
     if advantage == "gae":
         _number(rl_cfg, "critic.lr", 0.0, inf, low_open=True, high_open=True)
         _number(rl_cfg, "critic.value_clip", 0.0, inf, low_open=True, high_open=True)
+        if _integer(rl_cfg, "critic.warmup_steps", 0) >= sizes["steps"]:
+            raise ConfigError(f"rl.critic.warmup_steps={rl_cfg['critic']['warmup_steps']}: must be below "
+                             f"rl.steps={sizes['steps']} (the policy would never train); lower it or raise rl.steps")
     if _boolean(rl_cfg, "dynamic_sampling.enabled"):
         if sizes["group_size"] < 2:
             raise ConfigError(f"rl.group_size={sizes['group_size']}: dynamic sampling needs groups of at least 2")

@@ -61,7 +61,11 @@ def test_presets_set_what_their_algorithm_means():
         (0.2, 0.28, "token_mean", True)
     # The policy learning rate and the generation limit come from the model's hparams.
     assert ppo.optimizer.lr == 1.0e-4 and ppo.max_new_tokens == 96
-    assert compose_presets("ppo", model="qwen2_5_7b").rl.optimizer.lr == 1.0e-6
+    # LoRA students: 10x the full fine-tuning RL rate; the critic 10x the policy's; warm-ups for both.
+    student = compose_presets("ppo", model="qwen2_5_7b").rl
+    assert (student.optimizer.lr, student.critic.lr, student.warmup_steps, student.critic.warmup_steps) == \
+        (1.0e-5, 1.0e-4, 10, 10)
+    assert (ppo.critic.lr, ppo.warmup_steps, ppo.critic.warmup_steps) == (1.0e-3, 0, 0)
 
 
 def test_reward_presets_differ_from_ccrl_only_where_they_say():
@@ -105,6 +109,9 @@ def _override(cfg, key, value):
     ("ppo", "rl.optimizer.lr", float("nan"), "rl.optimizer.lr=nan"),
     ("ppo", "rl.critic.lr", 0.0, "rl.critic.lr=0.0"),
     ("ppo", "rl.critic.value_clip", -1.0, "rl.critic.value_clip=-1.0"),
+    ("ppo", "rl.critic.warmup_steps", -1, "rl.critic.warmup_steps=-1: must be an integer >= 0"),
+    ("ppo", "rl.critic.warmup_steps", 16, "rl.critic.warmup_steps=16: must be below rl.steps=16 (the policy would"),
+    ("ppo", "rl.warmup_steps", 0.5, "rl.warmup_steps=0.5: must be an integer >= 0"),
     ("ppo", "rl.whiten_advantages", "yes", "rl.whiten_advantages='yes': must be true or false"),
     ("dapo", "rl.dynamic_sampling.enabled", "yes", "rl.dynamic_sampling.enabled='yes': must be true or false"),
     ("dapo", "rl.dynamic_sampling.tolerance", -1e-3, "rl.dynamic_sampling.tolerance=-0.001"),

@@ -204,8 +204,20 @@ def test_kl_estimators_by_hand():
     # k3 = e^-x + x - 1: e^-.5 - .5 = .106531 ; e^1 - 2 = .718282 ; 0
     close(kl_penalty(logprobs, ref, "k3"), [0.106531, 0.718282, 0.0])
     assert torch.isfinite(kl_penalty(T([0.0]), T([-1000.0]), "k3")).all()  # log ratio clamped at 20
+
     with pytest.raises(ValueError, match="choose one of k1, k3"):
         kl_penalty(logprobs, ref, "k2")
+
+
+def test_k3_clamps_a_huge_log_ratio_so_one_token_cannot_dominate_the_loss():
+    """A sampled token 1e13 times less likely under the policy than under the reference (x = -30): k3 and its
+    gradient stay bounded (e^5 - 6 = 142.4), where the ±20 clamp alone gave 4.9e8."""
+    logprobs = T([-30.0, 30.0, -4.0]).requires_grad_(True)
+    penalty = kl_penalty(logprobs, T([0.0, 0.0, 0.0]), "k3")
+    assert float(penalty.detach().max()) <= math.exp(5.0) - 6.0 + 1e-3
+    close(penalty.detach()[2], math.exp(4.0) - 5.0)  # within the bound, k3 is exact
+    penalty.sum().backward()
+    assert torch.isfinite(logprobs.grad).all() and float(logprobs.grad.abs().max()) < 60.0
 
 
 # --- dynamic sampling --------------------------------------------------------------------------------

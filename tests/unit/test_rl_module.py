@@ -286,3 +286,76 @@ def test_rl_trains_without_dropout_so_the_first_ratio_is_one(tiny, rl_config):
     torch.testing.assert_close(first[mask], rows["old_logprobs"][mask], atol=2e-4, rtol=0)
     _, stats = module._loss(rows, float(rows["mask"].sum()), rows["tokens"].shape[0])
     assert stats["train/clip_fraction"] == 0.0
+
+
+def test_the_kl_loss_follows_loss_aggregation(tiny, rl_config):
+    """With ``kl_mode: loss`` the KL term is aggregated like the policy loss (GRPO: a mean over sequences of each
+    sequence's token mean), not always a token mean: rollouts of different lengths tell the two apart."""
+    from cmt.rl.losses import aggregate, kl_penalty
+
+    model, tokenizer = tiny
+    reference = copy.deepcopy(model).eval().requires_grad_(False)
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(0)) * 0.02)
+    rl, reward_cfg = rl_config("grpo", kl_coef=0.5, kl_mode="loss", group_size=4, max_new_tokens=48)
+    assert rl.loss_aggregation == "sequence_mean"
+    module = RLModule(model, tokenizer, generate("train", 2, seed=3), [],
+                      lambda q: render_prompt(q, "Question: {question}\nAnswer:"), rl,
+                      validate_rl_config(rl, reward_cfg), lambda params: torch.optim.AdamW(params, lr=1e-3),
+                      reference=reference)
+    batch, _ = module._score(module.problems)
+    rows = batch.rows(torch.arange(batch.tokens.shape[0]))
+    assert len(set(batch.lengths.tolist())) > 1
+    tokens, sequences = float(rows["mask"].sum()), rows["tokens"].shape[0]
+    with torch.no_grad():
+        with_kl, _ = module._loss(rows, tokens, sequences)
+        rl.kl_coef = 0.0
+        without, _ = module._loss(rows, tokens, sequences)
+        logprobs, _ = module._forward(model, rows)
+    kl = kl_penalty(logprobs, rows["ref_logprobs"], "k3")
+    expected = 0.5 * aggregate(kl, rows["mask"], "sequence_mean")
+    assert abs(float(expected - 0.5 * aggregate(kl, rows["mask"], "token_mean"))) > 1e-4
+    torch.testing.assert_close(with_kl - without, expected, atol=1e-6, rtol=1e-4)
+
+
+class _SameRollouts(pl.Callback):
+    """Reseed the rollout sampler before every step and record whether the policy and the critic have moved."""
+
+    def __init__(self, policy, critic):
+        self.policy, self.critic = policy, critic
+        self.start = [{n: p.detach().clone() for n, p in m.named_parameters()} for m in (policy, critic)]
+        self.moved: list[tuple[bool, bool]] = []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        module.generator.manual_seed(0)
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.moved.append(tuple(any(not torch.equal(start[n], p) for n, p in m.named_parameters())
+                                for m, start in zip((self.policy, self.critic), self.start)))
+
+
+def test_critic_warmup_trains_only_the_critic_and_explained_variance_rises(tiny, rl_config):
+    """PPO's first ``rl.critic.warmup_steps`` RL steps update the critic alone; on a fixed toy task (the same
+    rollouts every step) the logged explained variance of the returns by the critic's values starts at 0 (the
+    zero-initialised head) and rises as it learns. The policy's learning rate then warms up linearly."""
+    model, tokenizer = tiny
+    critic = Critic(copy.deepcopy(model).model, model.config.hidden_size).train()
+    model.train()
+    rl, reward_cfg = rl_config("ppo", kl_coef=0.0, steps=8, warmup_steps=1, mini_batch_size=4, micro_batch_size=4,
+                               **{"critic.warmup_steps": 6})
+    module = RLModule(model, tokenizer, generate("train", 2, seed=0), [],
+                      lambda q: render_prompt(q, "Question: {question}\nAnswer:"), rl,
+                      validate_rl_config(rl, reward_cfg), lambda params: torch.optim.AdamW(params, lr=1e-3),
+                      critic=critic, critic_optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3))
+    record = _SameRollouts(model, critic)
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=0, accelerator="cpu", callbacks=[record])
+    trainer.fit(module, DataLoader([[0, 1]] * 8, batch_size=None))
+    assert record.moved == [(False, True)] * 6 + [(True, True)] * 2
+    assert [h["train/lr"] for h in module.history] == [0.0] * 6 + [5e-4, 1e-3]
+    variance = [h["train/explained_variance"] for h in module.history]
+    assert abs(variance[0]) < 1e-6
+    # The first update overshoots (negative), then every warm-up step explains more than the one before.
+    assert all(later > earlier for earlier, later in zip(variance[1:6], variance[2:6]))
+    assert variance[5] > 0.3
