@@ -35,7 +35,7 @@ from cmt.rewards.calibration import judge_steps
 from cmt.rewards.combine import RewardConfig, compute_rewards
 from cmt.rewards.outcome import answer_correct
 from cmt.rewards.types import rollouts_from_sampled
-from cmt.rl.advantages import AdvantageInputs, compute_advantages
+from cmt.rl.advantages import AdvantageInputs, agreeing_groups, compute_advantages
 from cmt.rl.dropout import disable_dropout
 from cmt.rl.filters import varied_groups
 from cmt.rl.forward import completion_logprobs
@@ -313,6 +313,7 @@ class RLModule(pl.LightningModule):
         started = time.perf_counter()
         rewards = compute_rewards(rollouts, problems, self.reward)
         scores = rewards.scores()
+        outcomes = torch.tensor(rewards.terms["outcome"], dtype=torch.float32)
         keep = torch.ones(len(rollouts), dtype=torch.bool)
         if self.rl.dynamic_sampling.enabled:
             keep = varied_groups(scores, group, float(self.rl.dynamic_sampling.tolerance))
@@ -338,17 +339,18 @@ class RLModule(pl.LightningModule):
         advantages = compute_advantages(self.rl.advantage, AdvantageInputs(
             token_rewards=token_rewards, mask=batch.mask, values=values, gamma=float(self.rl.gamma),
             lam=float(self.rl.lam), whiten=bool(self.rl.whiten_advantages), group_size=group,
-            scale=str(self.rl.advantage_scale)))
+            scale=str(self.rl.advantage_scale), outcomes=outcomes))
         batch.fields["advantages"] = advantages.advantages
         if advantages.returns is not None:
             batch.fields["returns"] = advantages.returns
             metrics["train/explained_variance"] = explained_variance(values, advantages.returns, batch.mask)
         batch.fields["keep"] = keep
-        metrics.update(self._rollout_metrics(rollouts, problems, sampled, scores, group))
+        metrics.update(self._rollout_metrics(rollouts, problems, sampled))
+        metrics["train/zero_variance_groups"] = agreeing_groups(outcomes, group)
         metrics["timing/score"] = time.perf_counter() - started
         return batch, metrics
 
-    def _rollout_metrics(self, rollouts, problems, sampled, scores: torch.Tensor, group: int) -> dict[str, float]:
+    def _rollout_metrics(self, rollouts, problems, sampled) -> dict[str, float]:
         """Accuracy, step calibration and shape statistics of the sampled rollouts."""
         confidences, correct = [], []
         for rollout in rollouts:
@@ -358,7 +360,6 @@ class RLModule(pl.LightningModule):
                 correct.append(step.correct)
         right = [c for c, k in zip(confidences, correct) if k]
         wrong = [c for c, k in zip(confidences, correct) if not k]
-        groups = scores.reshape(-1, group)
         lengths = sampled.lengths.float()
         return {
             "train/accuracy": sum(answer_correct(r, problems[r.problem_index], self.reward.extraction)
@@ -368,7 +369,6 @@ class RLModule(pl.LightningModule):
             "train/confidence_wrong_steps": sum(wrong) / len(wrong) if wrong else float("nan"),
             "train/step_ece": expected_calibration_error(confidences, correct) if confidences else float("nan"),
             "train/overconfident_step_error_rate": sum(c > 0.9 for c in wrong) / max(len(confidences), 1),
-            "train/zero_variance_groups": float((groups.max(1).values == groups.min(1).values).float().mean()),
             "train/completion_length": float(lengths.mean()),
             "train/truncation_rate": float((~sampled.finished).float().mean()),
         }

@@ -55,7 +55,7 @@ def test_presets_set_what_their_algorithm_means():
     ppo, grpo, dr, dapo = (compose_presets(name).rl for name in RL)
     assert (ppo.advantage, ppo.kl_mode, ppo.kl_estimator) == ("gae", "reward", "k1")
     assert (grpo.advantage, grpo.advantage_scale, grpo.loss_aggregation, grpo.kl_mode) == \
-        ("grpo", "group", "sequence_mean", "loss")
+        ("grpo", "outcome", "sequence_mean", "loss")
     assert (dr.advantage_scale, dr.loss_aggregation, dr.kl_coef) == ("none", "sequence_sum_norm", 0.0)
     assert (dapo.clip_low, dapo.clip_high, dapo.loss_aggregation, dapo.dynamic_sampling.enabled) == \
         (0.2, 0.28, "token_mean", True)
@@ -99,7 +99,7 @@ def _override(cfg, key, value):
     ("ppo", "rl.lam", -0.1, "rl.lam=-0.1"),
     ("ppo", "rl.advantage", "vtrace", "rl.advantage='vtrace': choose one of gae, grpo"),
     ("ppo", "rl.policy_loss", "reinforce", "rl.policy_loss='reinforce': choose one of ppo_clip"),
-    ("ppo", "rl.advantage_scale", "std", "rl.advantage_scale='std': choose one of group, batch, none"),
+    ("ppo", "rl.advantage_scale", "std", "rl.advantage_scale='std': choose one of group, batch, none, outcome"),
     ("ppo", "rl.loss_aggregation", "seq_mean", "rl.loss_aggregation='seq_mean'"),
     ("ppo", "rl.kl_estimator", "k2", "rl.kl_estimator='k2': choose one of k1, k3"),
     ("ppo", "rl.kl_mode", "both", "rl.kl_mode='both': choose one of reward, loss"),

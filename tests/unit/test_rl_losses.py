@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cmt.lm_head import entropy_from_logits, token_logprobs
-from cmt.rl.advantages import AdvantageInputs, compute_advantages, gae, group_relative
+from cmt.rl.advantages import AdvantageInputs, agreeing_groups, compute_advantages, gae, group_relative
 from cmt.rl.filters import varied_groups
 from cmt.rl.losses import aggregate, kl_penalty, policy_loss, ppo_clip, value_loss
 from cmt.rl.masked import completion_mask, masked_mean, masked_whiten
@@ -96,6 +96,29 @@ def test_group_relative_continuous_rewards_and_degenerate_groups():
         group_relative(SCORES, 3)
     with pytest.raises(ValueError, match="group, batch, none"):
         group_relative(SCORES, 2, "token")
+
+
+def test_outcome_scale_keeps_calibration_noise_small_where_outcomes_agree():
+    """CCRL rewards = outcome + calibration. An all-wrong group differs only by confidence noise: GRPO's group
+    std scales that noise up to full-size advantages; the outcome scale leaves it at its own size (the
+    fallback 1, as no outcome varies) and scales a mixed group by the spread of its outcomes."""
+    scores = T([0.01, 0.03, -0.01, 0.01, 1.05, 0.02, 0.98, -0.01])
+    outcomes = T([0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0])
+    assert float(group_relative(scores, 4, "group")[:4].abs().max()) > 1.0
+    advantages = group_relative(scores, 4, "outcome", outcomes=outcomes)
+    close(advantages[:4], [0.0, 0.02, -0.02, 0.0])
+    # Mixed: mean .51, outcome std sqrt(1/3) = .57735.
+    close(advantages[4:], [(s - 0.51) / 0.57735 for s in (1.05, 0.02, 0.98, -0.01)], tol=1e-4)
+    assert float(advantages[:4].abs().max()) < 0.05 < float(advantages[4:].abs().min())
+    with pytest.raises(ValueError, match="outcome term"):
+        group_relative(scores, 4, "outcome")
+    inputs = AdvantageInputs(scores[:, None], torch.ones(8, 1), group_size=4, scale="outcome", outcomes=outcomes)
+    close(compute_advantages("grpo", inputs).advantages[:, 0], advantages)
+
+
+def test_agreeing_groups_counts_groups_whose_outcomes_agree_whatever_their_rewards():
+    # All wrong (rewards differ by calibration), mixed, all right.
+    assert agreeing_groups(T([0.0, 0.0, 1.0, 0.0, 1.0, 1.0]), 2) == pytest.approx(2 / 3)
 
 
 def test_grpo_estimator_sums_token_rewards_and_broadcasts_over_the_mask():

@@ -359,3 +359,27 @@ def test_critic_warmup_trains_only_the_critic_and_explained_variance_rises(tiny,
     # The first update overshoots (negative), then every warm-up step explains more than the one before.
     assert all(later > earlier for earlier, later in zip(variance[1:6], variance[2:6]))
     assert variance[5] > 0.3
+
+
+def test_zero_variance_groups_counts_groups_whose_outcomes_agree(tiny, rl_config):
+    """Under CCRL's continuous reward the rewards of a group almost never tie; the metric counts the groups whose
+    answers are all right or all wrong, read from the reward's outcome term."""
+    from cmt.rewards.combine import compute_rewards
+
+    model, tokenizer = tiny
+    rl, reward_cfg = rl_config("grpo", kl_coef=0.0, prompts_per_step=4, group_size=4, max_new_tokens=48)
+    reward = validate_rl_config(rl, reward_cfg)
+    module = RLModule(model, tokenizer, generate("train", 4, seed=5), [],
+                      lambda q: render_prompt(q, "Question: {question}\nAnswer:"), rl, reward,
+                      lambda params: torch.optim.AdamW(params, lr=1e-3))
+    module.generator.manual_seed(0)
+    rollouts, _, _ = module._rollout(module.problems)
+    rewards = compute_rewards(rollouts, module.problems, reward)
+    outcomes = torch.tensor(rewards.terms["outcome"]).view(4, 4)
+    totals = rewards.scores().view(4, 4)
+    agree = (outcomes.max(1).values == outcomes.min(1).values).float().mean()
+    tied = (totals.max(1).values == totals.min(1).values).float().mean()
+    assert agree > tied, "the sample must have a group whose outcomes agree but whose rewards differ"
+    module.generator.manual_seed(0)
+    _, metrics = module._score(module.problems)
+    assert metrics["train/zero_variance_groups"] == pytest.approx(float(agree))
