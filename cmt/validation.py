@@ -32,6 +32,7 @@ from cmt.config_checks import (
     sequence,
     string,
 )
+from cmt.data.suite import RL_PROBLEM_SOURCES
 from cmt.errors import ConfigError
 from cmt.models import ATTENTION_IMPLEMENTATIONS, DTYPES
 from cmt.rl.config import validate_rl_config
@@ -159,6 +160,8 @@ def check_benchmark(cfg: DictConfig) -> None:
     integer(cfg, "benchmark.eval_n", optional=True)
     if has(cfg, "benchmark.train") and get(cfg, "benchmark.train") is not None:
         integer(cfg, "benchmark.train.n", optional=True)
+        integer(cfg, "benchmark.train.held_out", 0)
+        choice(cfg, "benchmark.train.rl_problems", RL_PROBLEM_SOURCES)
     suite = get(cfg, "benchmark.suite", default=None)
     members = [f"benchmark.suite.{name}" for name in suite] if suite else ["benchmark"]
     for member in members:

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from cmt.checkpointing import Checkpointer
 from cmt.data.prompts import render_prompt
-from cmt.data.suite import train_problems
+from cmt.data.suite import rl_problems
 from cmt.models import load_model, save_model
 from cmt.modules.rl import Critic, RLModule
 from cmt.rl.config import validate_rl_config
@@ -106,9 +106,10 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
     reward = validate_rl_config(cfg.rl, reward_cfg)
     spec = method(method_name)
     parent = require_checkpoint(cfg, spec.parent)
-    problems = train_problems(cfg.benchmark, cfg.teach.n)
-    n_val = min(int(cfg.rl.val_n), len(problems) // 5)
-    val_problems, train = problems[:n_val], problems[n_val:]
+    steps, per_step = int(cfg.rl.steps), int(cfg.rl.prompts_per_step)
+    # Neither set holds a question SFT trained on (fresh problems on the synthetic world; held-out validation).
+    chosen = rl_problems(cfg.benchmark, cfg.teach.n, steps * per_step, int(cfg.rl.val_n))
+    train, val_problems = chosen.train, chosen.validation
 
     policy, tokenizer = load_model(cfg.model, parent)
     reference, reference_adapter = build_reference(policy, parent, float(cfg.rl.kl_coef))
@@ -124,7 +125,6 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
                       reference=reference, critic=critic, critic_optimizer=critic_optimizer,
                       val_batch_size=int(cfg.eval.batch_size),
                       logits_chunk_tokens=cfg.model.get("logits_chunk_tokens"), reference_adapter=reference_adapter)
-    steps, per_step = int(cfg.rl.steps), int(cfg.rl.prompts_per_step)
     out = checkpoint_dir(cfg, method_name)
     checkpointer = Checkpointer.from_config(cfg, out, FINGERPRINT_KEYS)
     resume = checkpointer.resume_point(cfg.resume)
