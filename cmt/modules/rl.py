@@ -16,6 +16,7 @@ module never loads a model; `cmt.stages.rl` builds the policy, reference and cri
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import random
 import time
@@ -37,7 +38,7 @@ from cmt.rewards.outcome import answer_correct
 from cmt.rewards.types import rollouts_from_sampled
 from cmt.rl.advantages import AdvantageInputs, agreeing_groups, compute_advantages
 from cmt.rl.dropout import disable_dropout
-from cmt.rl.filters import varied_groups
+from cmt.rl.filters import SamplingRound, gather_groups, varied_groups
 from cmt.rl.forward import completion_logprobs
 from cmt.rl.losses import aggregate, kl_penalty, policy_loss, value_loss
 from cmt.rl.masked import completion_mask, explained_variance, masked_mean
@@ -305,22 +306,63 @@ class RLModule(pl.LightningModule):
         rollouts = rollouts_from_sampled(self.tokenizer, sampled, [i // group for i in range(len(problems) * group)])
         return rollouts, sampled, inputs
 
+    def _refill(self, first: SamplingRound) -> tuple[SamplingRound, dict[str, float]]:
+        """DAPO's dynamic sampling: sample more groups until ``prompts_per_step`` groups whose rewards vary are
+        found, or ``dynamic_sampling.max_rounds`` rounds were sampled; the batch of the kept groups.
+
+        Extra problems are drawn at random from the training problems with the rollout generator (so a resumed
+        run draws the same). Where every round's groups agree, the first round comes back with nothing kept.
+        """
+        group, target = int(self.rl.group_size), len(first.problems)
+        tolerance = float(self.rl.dynamic_sampling.tolerance)
+        rounds, generate_time = [first], 0.0
+        while (sum(int(r.keep.sum()) for r in rounds) < target * group
+               and len(rounds) < int(self.rl.dynamic_sampling.max_rounds)):
+            started = time.perf_counter()
+            problems = [self.problems[int(i)] for i in torch.randint(len(self.problems), (target,),
+                                                                     generator=self.generator)]
+            rollouts, sampled, inputs = self._rollout(problems)
+            generate_time += time.perf_counter() - started
+            scores = compute_rewards(rollouts, problems, self.reward).scores()
+            rounds.append(SamplingRound(problems, rollouts, sampled, inputs, varied_groups(scores, group, tolerance)))
+        kept = sum(int(r.keep.sum()) for r in rounds) // group
+        metrics = {"train/sampling_rounds": float(len(rounds)), "train/kept_groups": float(min(kept, target)),
+                   "timing/refill_generate": generate_time}
+        if kept == 0:
+            return dataclasses.replace(first, keep=torch.zeros_like(first.keep)), metrics
+        problems, rollouts, sampled, inputs = gather_groups(rounds, group, target, self.tokenizer.pad_token_id)
+        return SamplingRound(problems, rollouts, sampled, inputs, torch.ones(len(rollouts), dtype=torch.bool)), metrics
+
     @torch.no_grad()
     def _score(self, problems: Sequence[Problem]) -> tuple[Batch, dict[str, float]]:
-        """Rollouts, rewards, KL penalty, values and advantages of one step."""
+        """Rollouts, rewards, KL penalty, values and advantages of one step.
+
+        The logged rollout statistics (accuracy, rewards, calibration) are those of the step's own problems,
+        before dynamic sampling picks groups to train on.
+        """
         group = int(self.rl.group_size)
         rollouts, sampled, inputs = self._rollout(problems)
         started = time.perf_counter()
         rewards = compute_rewards(rollouts, problems, self.reward)
-        scores = rewards.scores()
         outcomes = torch.tensor(rewards.terms["outcome"], dtype=torch.float32)
+        metrics = dict(rewards.metrics())
+        metrics.update(self._rollout_metrics(rollouts, problems, sampled))
+        metrics["train/zero_variance_groups"] = agreeing_groups(outcomes, group)
         keep = torch.ones(len(rollouts), dtype=torch.bool)
         if self.rl.dynamic_sampling.enabled:
-            keep = varied_groups(scores, group, float(self.rl.dynamic_sampling.tolerance))
+            first = SamplingRound(list(problems), rollouts, sampled, inputs, varied_groups(
+                rewards.scores(), group, float(self.rl.dynamic_sampling.tolerance)))
+            chosen, refill = self._refill(first)
+            metrics.update(refill)
+            started += refill["timing/refill_generate"]
+            problems, rollouts, sampled, inputs, keep = (chosen.problems, chosen.rollouts, chosen.sampled,
+                                                         chosen.inputs, chosen.keep)
+            if chosen.rollouts is not first.rollouts:
+                rewards = compute_rewards(rollouts, problems, self.reward)
+                outcomes = torch.tensor(rewards.terms["outcome"], dtype=torch.float32)
         batch = Batch(inputs["input_ids"], inputs["attention_mask"], sampled.tokens, sampled.lengths, group)
         token_rewards = rewards.token_rewards(batch.tokens.shape[1]).to(batch.mask.device)
         batch.fields["old_logprobs"] = sampled.logprobs.float()
-        metrics = dict(rewards.metrics())
         # Forward passes over all rollouts go micro-batch by micro-batch (with a real vocabulary the logits of
         # every rollout at once would take gigabytes), each over rollouts cheap to run together, cut to their width.
         chunks = batch.chunks(range(len(rollouts)), int(self.rl.micro_batch_size))
@@ -345,8 +387,6 @@ class RLModule(pl.LightningModule):
             batch.fields["returns"] = advantages.returns
             metrics["train/explained_variance"] = explained_variance(values, advantages.returns, batch.mask)
         batch.fields["keep"] = keep
-        metrics.update(self._rollout_metrics(rollouts, problems, sampled))
-        metrics["train/zero_variance_groups"] = agreeing_groups(outcomes, group)
         metrics["timing/score"] = time.perf_counter() - started
         return batch, metrics
 
@@ -389,10 +429,10 @@ class RLModule(pl.LightningModule):
         order_rng = random.Random(int(self.global_step))
         for _ in range(int(rl.epochs)):
             order_rng.shuffle(kept)
-            for start in range(0, len(kept), mini):
+            # Whole mini-batches only: when dynamic sampling keeps fewer rollouts than a step holds, the ragged
+            # remainder (another one each epoch) is left out rather than given a full optimizer step.
+            for start in range(0, len(kept) - mini + 1, mini):
                 minibatch = kept[start:start + mini]
-                if not minibatch:
-                    continue
                 num_tokens = float(batch.mask[minibatch].sum())
                 # Gradients add up over the micro-batches, so how rollouts are grouped into them changes no result.
                 for index in batch.chunks(minibatch, micro):
@@ -405,7 +445,8 @@ class RLModule(pl.LightningModule):
                                         gradient_clip_algorithm="norm")
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
-        return {name: sum(values) / len(values) for name, values in stats.items()}
+        means = {name: sum(values) / len(values) for name, values in stats.items()}
+        return {**means, "train/updated_rollouts": float(len(kept) // mini * mini)}
 
     def _loss(self, rows: dict[str, torch.Tensor], num_tokens: float, num_sequences: int, update_policy: bool = True
               ) -> tuple[torch.Tensor, dict[str, float]]:

@@ -79,6 +79,7 @@ def validate_rl_config(rl_cfg: Mapping, reward_cfg: Mapping) -> RewardConfig:
         if sizes["group_size"] < 2:
             raise ConfigError(f"rl.group_size={sizes['group_size']}: dynamic sampling needs groups of at least 2")
         _number(rl_cfg, "dynamic_sampling.tolerance", 0.0, inf, high_open=True)
+        _positive_int(rl_cfg, "dynamic_sampling.max_rounds")
     reward = RewardConfig.from_mapping(reward_cfg)
     if reward.granularity == "step" and advantage != "gae":
         raise ConfigError(f"reward.granularity='step': per-token rewards need rl.advantage=gae, got {advantage!r} "

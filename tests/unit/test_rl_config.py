@@ -115,6 +115,7 @@ def _override(cfg, key, value):
     ("ppo", "rl.whiten_advantages", "yes", "rl.whiten_advantages='yes': must be true or false"),
     ("dapo", "rl.dynamic_sampling.enabled", "yes", "rl.dynamic_sampling.enabled='yes': must be true or false"),
     ("dapo", "rl.dynamic_sampling.tolerance", -1e-3, "rl.dynamic_sampling.tolerance=-0.001"),
+    ("dapo", "rl.dynamic_sampling.max_rounds", 0, "rl.dynamic_sampling.max_rounds=0: must be an integer >= 1"),
     ("ppo", "rl.max_grad_norm", 0.0, "rl.max_grad_norm=0.0"),
     ("ppo", "rl.val_n", 0, "rl.val_n=0: must be an integer >= 1"),
     ("ppo", "reward.weights.calibration", float("nan"), "reward.weights.calibration=nan: must be a finite number"),

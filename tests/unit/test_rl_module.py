@@ -383,3 +383,71 @@ def test_zero_variance_groups_counts_groups_whose_outcomes_agree(tiny, rl_config
     module.generator.manual_seed(0)
     _, metrics = module._score(module.problems)
     assert metrics["train/zero_variance_groups"] == pytest.approx(float(agree))
+
+
+def _spreads(module, seed):
+    """The reward spread (max - min) of each group the module samples for its first problems from ``seed``."""
+    from cmt.rewards.combine import compute_rewards
+
+    group, n = int(module.rl.group_size), int(module.rl.prompts_per_step)
+    module.generator.manual_seed(seed)
+    rollouts, _, _ = module._rollout(module.problems[:n])
+    groups = compute_rewards(rollouts, module.problems[:n], module.reward).scores().view(-1, group)
+    return sorted((groups.max(1).values - groups.min(1).values).tolist(), reverse=True)
+
+
+def _dapo(tiny, rl_config, **overrides):
+    model, tokenizer = tiny
+    rl, reward_cfg = rl_config("dapo", prompts_per_step=4, group_size=2, mini_batch_size=4, micro_batch_size=2,
+                               max_new_tokens=32, **overrides)
+    steps = []
+
+    def optimizer(params):
+        adamw = torch.optim.AdamW(params, lr=1e-3)
+        adamw.register_step_post_hook(lambda *args: steps.append(1))
+        return adamw
+
+    module = RLModule(model, tokenizer, generate("train", 16, seed=0), [],
+                      lambda q: render_prompt(q, "Question: {question}\nAnswer:"), rl,
+                      validate_rl_config(rl, reward_cfg), optimizer)
+    return module, steps
+
+
+def test_dynamic_sampling_refills_the_batch_with_varied_groups(tiny, rl_config):
+    """A first round with one varied group (of 4) is topped up by more sampling rounds to 4 varied groups."""
+    module, _ = _dapo(tiny, rl_config, **{"dynamic_sampling.max_rounds": 12})
+    spreads = _spreads(module, seed=0)
+    module.rl.dynamic_sampling.tolerance = (spreads[0] + spreads[1]) / 2
+    module.generator.manual_seed(0)
+    batch, metrics = module._score(module.problems[:4])
+    assert metrics["train/sampling_rounds"] > 1 and metrics["train/kept_groups"] == 4.0
+    assert batch.tokens.shape[0] == 8 and bool(batch.fields["keep"].all())
+    # Every trained group varies by more than the tolerance: its two rollouts' advantages are +-spread/2 (the
+    # outcomes agree, so the outcome scale divides by 1).
+    advantages = batch.fields["advantages"][:, 0].view(4, 2)
+    assert bool((advantages[:, 0] - advantages[:, 1]).abs().gt(module.rl.dynamic_sampling.tolerance).all())
+    # The prompt and completion of each kept rollout line up: the sampler's log-probs are the policy's own.
+    rows = batch.rows(torch.arange(8))
+    with torch.no_grad():
+        recomputed, _ = module._forward(module.policy, rows)
+    mask = rows["mask"].bool()
+    torch.testing.assert_close(recomputed[mask], rows["old_logprobs"][mask], atol=2e-4, rtol=0)
+
+
+def test_a_ragged_remainder_of_kept_rollouts_gets_no_optimizer_step(tiny, rl_config):
+    """Without refill rounds, 3 varied groups of 2 = 6 rollouts fill one mini-batch of 4; the other 2 are left out
+    instead of getting a full optimizer step of their own."""
+    module, steps = _dapo(tiny, rl_config, **{"dynamic_sampling.max_rounds": 1})
+    spreads = _spreads(module, seed=0)
+    module.rl.dynamic_sampling.tolerance = (spreads[2] + spreads[3]) / 2
+
+    class Reseed(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            pl_module.generator.manual_seed(0)
+
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=0, accelerator="cpu", callbacks=[Reseed()])
+    trainer.fit(module, DataLoader([[0, 1, 2, 3]], batch_size=None))
+    [metrics] = module.history
+    assert metrics["train/kept_groups"] == 3.0 and metrics["train/updated_rollouts"] == 4.0
+    assert len(steps) == 1
