@@ -134,7 +134,7 @@ def group_relative(scores: torch.Tensor, group_size: int, scale: str = "group", 
     elif scale == "outcome" and group_size > 1:
         if outcomes is None or outcomes.shape != scores.shape:
             raise ValueError("the outcome advantage scale needs each rollout's outcome term")
-        spread = outcomes.float().view(-1, group_size).std(dim=1, keepdim=True)
+        spread = outcomes.to(scores.device).float().view(-1, group_size).std(dim=1, keepdim=True)
         advantages = advantages / (torch.where(spread > 0, spread, torch.full_like(spread, OUTCOME_SCALE_FALLBACK))
                                    + eps)
     constant = (groups.max(dim=1).values == groups.min(dim=1).values)[:, None]

@@ -123,10 +123,11 @@ def test_the_critics_values_keep_float32_precision_under_bf16_autocast(tiny):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize(("algorithm", "kl_mode"), [("grpo", "loss"), ("ppo", "reward")])
+@pytest.mark.parametrize(("algorithm", "kl_mode"), [("grpo", "loss"), ("ppo", "reward"), ("dapo", "loss")])
 def test_rl_steps_run_on_a_gpu(tiny, rl_config, algorithm, kl_mode):
-    """Rollouts drawn on the GPU from the module's CPU generator, rewards moved to the policy's device, and the
-    separate reference moved there too."""
+    """Rollouts drawn on the GPU from the module's CPU generator, rewards (and the outcomes the advantage scale
+    reads) moved to the policy's device, the separate reference moved there too, and DAPO's refill rounds
+    gathered there."""
     model, tokenizer = tiny
     reference = copy.deepcopy(model).eval().requires_grad_(False)
     critic = Critic(copy.deepcopy(model).model, model.config.hidden_size).train() if algorithm == "ppo" else None
