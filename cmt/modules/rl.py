@@ -277,7 +277,8 @@ class RLModule(pl.LightningModule):
             if chosen.rollouts is not first.rollouts:
                 rewards = compute_rewards(rollouts, problems, self.reward)
                 outcomes = torch.tensor(rewards.terms["outcome"], dtype=torch.float32)
-        batch = Batch(inputs["input_ids"], inputs["attention_mask"], sampled.tokens, sampled.lengths, group)
+        batch = Batch(inputs["input_ids"], inputs["attention_mask"], sampled.tokens, sampled.lengths,
+                      sampled.tokens.shape[0] // inputs["input_ids"].shape[0])  # rollouts per prompt row
         token_rewards = rewards.token_rewards(batch.tokens.shape[1]).to(batch.mask.device)
         batch.fields["old_logprobs"] = sampled.logprobs.float()
         # Forward passes over all rollouts go micro-batch by micro-batch (with a real vocabulary the logits of

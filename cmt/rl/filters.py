@@ -42,7 +42,8 @@ def varied_groups(scores: torch.Tensor, group_size: int, tolerance: float = 0.0)
 @dataclass
 class SamplingRound:
     """One round of sampling: its problems, rollouts (``group_size`` per problem, adjacent), the sampler's
-    tensors, the left-padded prompts (``input_ids``, ``attention_mask``) and which rollouts to keep."""
+    tensors, the left-padded prompts (``input_ids``, ``attention_mask``: one row per problem, or one per
+    rollout when each rollout has its own prompt) and which rollouts to keep."""
 
     problems: list[Any]
     rollouts: list[Any]
@@ -56,7 +57,8 @@ def gather_groups(rounds: Sequence[SamplingRound], group_size: int, target: int,
     """The first ``target`` kept groups of ``rounds``, in order, as one batch laid out group by group.
 
     Completions are right-padded (``pad_id``, log-prob 0) to the longest, prompts left-padded (``pad_id``,
-    attention 0) to the widest; each rollout's ``problem_index`` points into the returned problems.
+    attention 0) to the widest, keeping the rounds' layout of prompt rows (one per problem or one per
+    rollout); each rollout's ``problem_index`` points into the returned problems.
 
     Returns:
         (problems, rollouts, sampled, inputs).
@@ -84,7 +86,9 @@ def gather_groups(rounds: Sequence[SamplingRound], group_size: int, target: int,
         lengths.append(round_.sampled.lengths[rows])
         finished.append(round_.sampled.finished[rows])
         lead = prompt_width - round_.inputs["input_ids"].shape[1]
-        prompt_ids.append(F.pad(round_.inputs["input_ids"][group:group + 1], (lead, 0), value=pad_id))
-        prompt_mask.append(F.pad(round_.inputs["attention_mask"][group:group + 1], (lead, 0), value=0))
+        per_problem = round_.inputs["input_ids"].shape[0] // len(round_.problems)
+        prompt_rows = slice(group * per_problem, (group + 1) * per_problem)
+        prompt_ids.append(F.pad(round_.inputs["input_ids"][prompt_rows], (lead, 0), value=pad_id))
+        prompt_mask.append(F.pad(round_.inputs["attention_mask"][prompt_rows], (lead, 0), value=0))
     sampled = Sampled(torch.cat(tokens), torch.cat(logprobs), torch.cat(lengths), torch.cat(finished))
     return problems, rollouts, sampled, {"input_ids": torch.cat(prompt_ids), "attention_mask": torch.cat(prompt_mask)}

@@ -9,7 +9,7 @@ import torch
 
 from cmt.lm_head import entropy_from_logits, token_logprobs
 from cmt.rl.advantages import AdvantageInputs, agreeing_groups, compute_advantages, gae, group_relative
-from cmt.rl.filters import varied_groups
+from cmt.rl.filters import SamplingRound, gather_groups, varied_groups
 from cmt.rl.losses import aggregate, kl_penalty, policy_loss, ppo_clip, value_loss
 from cmt.rl.masked import completion_mask, masked_mean, masked_whiten
 
@@ -280,3 +280,34 @@ def test_grpo_step_raises_the_probability_of_the_better_rollout():
     loss.backward()
     # Advantages +-.70711 on every token; gradient -A / 4 -> descending raises row 1 and lowers row 2.
     close(logprobs.grad, [[-0.176777, -0.176777], [0.176777, 0.176777]])
+
+
+@pytest.mark.parametrize("prompt_rows_per_problem", [1, 2])
+def test_gather_groups_takes_the_first_kept_groups_of_each_round_in_order(prompt_rows_per_problem):
+    """Two rounds of 2 problems x 2 rollouts, of different widths; groups kept: round 0 the second, round 1
+    both; target 2 -> round 0's second group, then round 1's first. Prompts (one row per problem, or one per
+    rollout) are left-padded, completions right-padded, problem indices renumbered."""
+    from cmt.generation import Sampled
+    from cmt.rewards.types import Rollout
+
+    def round_(tag, width, prompt_width, keep):
+        rows = 4
+        tokens = torch.arange(rows * width).view(rows, width) + 100 * tag
+        prompts = torch.full((2 * prompt_rows_per_problem, prompt_width), 10 * tag)
+        rollouts = [Rollout(i // 2, f"{tag}-{i}", (1,), (0.0,), True, ((0, 1),)) for i in range(rows)]
+        sampled = Sampled(tokens, -torch.ones(rows, width), torch.full((rows,), width), torch.ones(rows, dtype=torch.bool))
+        return SamplingRound([f"p{tag}0", f"p{tag}1"], rollouts, sampled,
+                             {"input_ids": prompts, "attention_mask": torch.ones_like(prompts)}, T(keep).bool())
+
+    rounds = [round_(1, 3, 2, [0, 0, 1, 1]), round_(2, 5, 4, [1, 1, 1, 1])]
+    problems, rollouts, sampled, inputs = gather_groups(rounds, 2, 2, pad_id=0)
+    assert problems == ["p11", "p20"]
+    assert [(r.text, r.problem_index) for r in rollouts] == [("1-2", 0), ("1-3", 0), ("2-0", 1), ("2-1", 1)]
+    assert sampled.tokens.shape == (4, 5) and sampled.tokens[0].tolist() == [106, 107, 108, 0, 0]
+    assert sampled.logprobs[0].tolist() == [-1.0, -1.0, -1.0, 0.0, 0.0] and sampled.lengths.tolist() == [3, 3, 5, 5]
+    rows = 2 * prompt_rows_per_problem
+    assert inputs["input_ids"].shape == (rows, 4)
+    assert inputs["input_ids"][0].tolist() == [0, 0, 10, 10] and inputs["attention_mask"][0].tolist() == [0, 0, 1, 1]
+    assert inputs["input_ids"][-1].tolist() == [20, 20, 20, 20]
+    with pytest.raises(ValueError, match="no sampling round kept a group"):
+        gather_groups([round_(1, 3, 2, [0, 0, 0, 0])], 2, 2, pad_id=0)
