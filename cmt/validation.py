@@ -32,6 +32,7 @@ from cmt.config_checks import (
     sequence,
     string,
 )
+from cmt.data.suite import RL_PROBLEM_SOURCES
 from cmt.errors import ConfigError
 from cmt.models import ATTENTION_IMPLEMENTATIONS, DTYPES
 from cmt.rl.config import validate_rl_config
@@ -48,7 +49,7 @@ RESUME_MODES = ("auto", "never")
 PRECISIONS = ("auto", "64", "32", "16", "bf16", "64-true", "32-true", "16-true", "16-mixed", "bf16-true", "bf16-mixed",
               "transformer-engine", "transformer-engine-float16")
 # model.hparams: the learning rates are positive numbers, the rest counts (the sft/rl/eval nodes read them).
-HPARAM_RATES = ("sft_lr", "rl_lr")
+HPARAM_RATES = ("sft_lr", "rl_lr", "rl_critic_lr")
 HPARAM_COUNTS = ("sft_epochs", "sft_batch_size", "max_length", "max_new_tokens", "eval_batch_size",
                  "rl_prompts_per_step", "rl_steps")
 
@@ -159,6 +160,8 @@ def check_benchmark(cfg: DictConfig) -> None:
     integer(cfg, "benchmark.eval_n", optional=True)
     if has(cfg, "benchmark.train") and get(cfg, "benchmark.train") is not None:
         integer(cfg, "benchmark.train.n", optional=True)
+        integer(cfg, "benchmark.train.held_out", 0)
+        choice(cfg, "benchmark.train.rl_problems", RL_PROBLEM_SOURCES)
     suite = get(cfg, "benchmark.suite", default=None)
     members = [f"benchmark.suite.{name}" for name in suite] if suite else ["benchmark"]
     for member in members:

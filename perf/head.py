@@ -85,7 +85,7 @@ def rl_pass(model, args: argparse.Namespace, chunk: int | None):
     """``() -> None``: one micro-batch of ``2 * batch`` rollouts (4 per prompt) forward + backward."""
     import torch
 
-    from cmt.modules.rl import Batch
+    from cmt.rl.batch import Batch
     from cmt.rl.forward import completion_logprobs
 
     group, rollouts = 4, 2 * args.batch

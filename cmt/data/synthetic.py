@@ -228,13 +228,17 @@ def _generate_one(rng: random.Random, spec: _SplitSpec) -> tuple[str, list[Step]
     return " ".join(sentences), state.steps, items
 
 
-def generate(split: str, n: int, seed: int = 0) -> list[Problem]:
+def generate(split: str, n: int, seed: int = 0, stream: str = "") -> list[Problem]:
     """Generate ``n`` distinct problems of one split, deterministically from ``seed``.
 
     Args:
         split: One of ``SPLITS``.
         n: Number of problems.
-        seed: Generator seed; the same (split, n, seed) always gives the same list.
+        seed: Generator seed; the same (split, n, seed, stream) always gives the same list.
+        stream: A named stream of the split, drawn with its own random sequence ("" is the split's own, the
+            teacher's questions): RL draws fresh questions of the training distribution from ``rl``, its
+            validation from ``validation``. Streams can repeat a question by chance; callers that need
+            disjoint sets filter by question (`cmt.data.suite.rl_problems`).
 
     Returns:
         Problems whose ``meta`` holds ``split``, ``steps`` (the program as dicts), ``intermediate`` values
@@ -249,7 +253,7 @@ def generate(split: str, n: int, seed: int = 0) -> list[Problem]:
         raise ValueError(f"n must be positive, got {n}")
     spec = SPLIT_SPECS[split]
     # Each split has its own stream, so adding problems to one split never changes another.
-    rng = random.Random(f"{seed}:{split}")
+    rng = random.Random(f"{seed}:{split}:{stream}" if stream else f"{seed}:{split}")
     problems: list[Problem] = []
     seen: set[str] = set()
     for _ in range(n * 200):
@@ -261,7 +265,7 @@ def generate(split: str, n: int, seed: int = 0) -> list[Problem]:
             continue
         seen.add(question)
         problems.append(Problem(
-            id=f"synthetic-{split}-{seed}-{len(problems)}",
+            id=f"synthetic-{split}-{stream + '-' if stream else ''}{seed}-{len(problems)}",
             question=question,
             gold=str(steps[-1].value),
             meta={"split": split, "steps": [asdict(s) for s in steps],
@@ -277,9 +281,9 @@ def steps_of(problem: Problem) -> list[Step]:
     return [Step(**step) for step in problem.meta["steps"]]
 
 
-def load(split: str, n: int, seed: int = 0) -> list[Problem]:
+def load(split: str, n: int, seed: int = 0, stream: str = "") -> list[Problem]:
     """Benchmark loader entry point (``benchmark=synthetic``): the same as :func:`generate`."""
-    return generate(split, n, seed)
+    return generate(split, n, seed, stream)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,13 @@
 One RL step, in ``training_step``:
 
 1. **generate**: sample ``group_size`` completions per prompt with the KV cache, keeping each token's
-   log-prob (these are PPO's old log-probs: the policy has not moved yet, so they are not recomputed);
+   log-prob (these are PPO's old log-probs: the policy has not moved yet, and RL runs without dropout, so
+   they are not recomputed); DAPO's dynamic sampling samples more groups until enough of them vary;
 2. **score**: reward terms (`cmt.rewards`), the KL penalty to the frozen reference, critic values (PPO),
    advantages (`cmt.rl.advantages`);
 3. **update**: ``epochs`` passes over the rollouts in mini-batches of ``mini_batch_size`` (one optimizer
-   step each), accumulated over micro-batches of ``micro_batch_size``.
+   step each), accumulated over micro-batches of ``micro_batch_size``; the critic alone during its
+   warm-up, the policy's learning rate warmed up after it.
 
 Optimisation is manual (``automatic_optimization = False``): a step holds several optimizer steps. The
 module never loads a model; `cmt.stages.rl` builds the policy, reference and critic and hands them in.
@@ -16,6 +18,7 @@ module never loads a model; `cmt.stages.rl` builds the policy, reference and cri
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import random
 import time
@@ -29,17 +32,19 @@ from omegaconf import DictConfig
 from cmt.data.problem import Problem
 from cmt.eval.calibration import expected_calibration_error
 from cmt.eval.evaluate import evaluate
-from cmt.generation import left_pad, positions, sample
+from cmt.generation import left_pad, sample
 from cmt.lm_head import split_head
 from cmt.rewards.calibration import judge_steps
 from cmt.rewards.combine import RewardConfig, compute_rewards
 from cmt.rewards.outcome import answer_correct
 from cmt.rewards.types import rollouts_from_sampled
-from cmt.rl.advantages import AdvantageInputs, compute_advantages
-from cmt.rl.filters import varied_groups
+from cmt.rl.advantages import AdvantageInputs, agreeing_groups, compute_advantages
+from cmt.rl.batch import Batch, completion_slice, per_rollout
+from cmt.rl.dropout import disable_dropout
+from cmt.rl.filters import SamplingRound, gather_groups, varied_groups
 from cmt.rl.forward import completion_logprobs
-from cmt.rl.losses import kl_penalty, policy_loss, value_loss
-from cmt.rl.masked import completion_mask, masked_mean
+from cmt.rl.losses import aggregate, kl_penalty, policy_loss, value_loss
+from cmt.rl.masked import explained_variance, masked_mean
 
 
 class Critic(torch.nn.Module):
@@ -64,92 +69,6 @@ class Critic(torch.nn.Module):
             return self.head(hidden.to(self.head.weight.dtype)).squeeze(-1).float()
 
 
-class Batch:
-    """The rollouts of one RL step as tensors: prompt + completion, and everything the update reads.
-
-    ``input_ids`` is ``[prompt | completion]``: prompts left-padded to ``prompt_width``, completions
-    right-padded to the longest rollout. Rollouts come group by group, ``group_size`` per prompt; the distinct
-    prompts are kept too (``prompt_ids``), so that a forward pass can run each of them once. Fields added in
-    ``fields`` are (B,) or (B, T) over completion tokens.
-    """
-
-    def __init__(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, tokens: torch.Tensor,
-                 lengths: torch.Tensor, group_size: int):
-        self.prompt_ids, self.prompt_mask = prompt_ids, prompt_mask
-        self.prompt_width = prompt_ids.shape[1]
-        # Each rollout's prompt (a row of prompt_ids); on the host, like the lengths: chunking and cutting
-        # read them for every micro-batch.
-        self.owner = torch.arange(tokens.shape[0]) // group_size
-        self.prompt_lengths = prompt_mask.sum(1).cpu()[self.owner]
-        self.lengths = lengths.cpu()
-        self.mask = completion_mask(lengths, tokens.shape[1]).float()
-        self.input_ids = torch.cat([prompt_ids[self.owner], tokens], dim=1)
-        self.attention_mask = torch.cat([prompt_mask[self.owner], self.mask.long()], dim=1)
-        self.position_ids = positions(self.attention_mask)
-        self.tokens = tokens
-        self.fields: dict[str, torch.Tensor] = {}
-
-    def chunks(self, index: Sequence[int] | torch.Tensor, size: int) -> list[torch.Tensor]:
-        """``index`` split into chunks of ``size`` rollouts that are cheap to run together (`rows` cuts each).
-
-        Two orders are tried: by prompt + completion length (narrow chunks) and by prompt, then completion
-        length (fewer distinct prompts per chunk, each of which runs once); the one whose chunks cost fewer
-        tokens (`_tokens`) is kept. With the bundled tiny model's rollouts the second saves 9% of the tokens.
-        """
-        index = torch.as_tensor(index, dtype=torch.long)
-        by_length = index[torch.argsort((self.prompt_lengths + self.lengths)[index], stable=True)]
-        by_prompt = index[torch.argsort(self.owner[index] * (int(self.lengths.max()) + 1) + self.lengths[index],
-                                        stable=True)]
-        orders = [order.split(size) for order in (by_length, by_prompt)]
-        return list(min(orders, key=lambda chunks: sum(self._tokens(chunk) for chunk in chunks)))
-
-    def _tokens(self, chunk: torch.Tensor) -> int:
-        """Tokens a forward pass over ``chunk`` processes: its distinct prompts once each, cut to the longest
-        of them, and each row's completion to the longest one."""
-        prompts = len(torch.unique(self.owner[chunk]))
-        return prompts * int(self.prompt_lengths[chunk].max()) + len(chunk) * max(int(self.lengths[chunk].max()), 1)
-
-    def rows(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The tensors of a subset of rollouts (a micro-batch), cut to the columns its rows use.
-
-        Left padding that every picked prompt has, and completion columns past the longest picked rollout,
-        are dropped. They are masked out of attention and loss, so every log-prob, value and loss is the
-        same as on the full width; only the forward pass gets cheaper. (B, T) fields are cut to match;
-        the completion starts at column ``input_ids.shape[1] - tokens.shape[1]``. ``prompt_ids`` and
-        ``prompt_mask`` hold the distinct prompts of the picked rows (cut alike), ``owner`` each row's among them.
-        """
-        lead = self.prompt_width - int(self.prompt_lengths[index].max())
-        width = max(int(self.lengths[index].max()), 1)
-        columns = slice(lead, self.prompt_width + width)
-        prompts, owner = torch.unique(self.owner[index], return_inverse=True)
-        picked = {"input_ids": self.input_ids[index, columns], "attention_mask": self.attention_mask[index, columns],
-                  "position_ids": self.position_ids[index, columns], "tokens": self.tokens[index, :width],
-                  "mask": self.mask[index, :width], "prompt_ids": self.prompt_ids[prompts, lead:],
-                  "prompt_mask": self.prompt_mask[prompts, lead:], "owner": owner.to(self.tokens.device)}
-        for name, value in self.fields.items():
-            picked[name] = value[index, :width] if value.dim() == 2 else value[index]
-        return picked
-
-
-def completion_slice(values: torch.Tensor, rows: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Of (B, L) per-position ``values`` over ``rows["input_ids"]``: positions ``P-1 .. P+T-2``, the ones
-    that predict the completion's T tokens (and hold their state), P the prompt's width in ``rows``."""
-    width = rows["tokens"].shape[1]
-    prompt_width = rows["input_ids"].shape[1] - width
-    return values[:, prompt_width - 1:prompt_width - 1 + width]
-
-
-def _per_rollout(batch: Batch, chunks: Sequence[torch.Tensor],
-                 compute: Callable[[dict[str, torch.Tensor]], torch.Tensor]) -> torch.Tensor:
-    """(B, T) ``compute(rows)`` over every rollout, one chunk at a time, each in its rollouts' place; zero in
-    the columns past a chunk's cut width (past every one of its rollouts' ends)."""
-    out = torch.zeros(batch.tokens.shape, dtype=torch.float32, device=batch.tokens.device)
-    for index in chunks:
-        values = compute(batch.rows(index))
-        out[index, :values.shape[1]] = values.float()
-    return out
-
-
 class RLModule(pl.LightningModule):
     """Train a policy with RL on problems with gold answers.
 
@@ -162,7 +81,12 @@ class RLModule(pl.LightningModule):
         rl: The ``rl`` config node (validated by `cmt.rl.config.validate_rl_config`).
         reward: Validated reward settings.
         optimizer: ``params -> Optimizer`` for the policy.
-        reference: The frozen reference model, or None (no KL, or LoRA: the policy with adapters off).
+        reference: A separate frozen reference model, or None (no KL, or LoRA: the policy itself, see
+            ``reference_adapter``).
+        reference_adapter: LoRA: the name of a frozen adapter on the policy that holds the SFT adapter as it
+            was when RL started; the reference runs the policy with that adapter active. None with a LoRA
+            policy and no ``reference``: the policy with its adapters off (right when RL's adapters are
+            fresh over SFT weights, so the base is the SFT model).
         critic: The PPO critic, or None for critic-free estimators.
         critic_optimizer: ``params -> Optimizer`` for the critic.
         val_batch_size: Batch size of validation generation.
@@ -177,12 +101,18 @@ class RLModule(pl.LightningModule):
                  val_problems: Sequence[Problem], render: Callable[[str], str], rl: DictConfig, reward: RewardConfig,
                  optimizer: Callable[..., torch.optim.Optimizer], reference: torch.nn.Module | None = None,
                  critic: Critic | None = None, critic_optimizer: Callable[..., torch.optim.Optimizer] | None = None,
-                 val_batch_size: int = 64, logits_chunk_tokens: int | None = None):
+                 val_batch_size: int = 64, logits_chunk_tokens: int | None = None,
+                 reference_adapter: str | None = None):
         super().__init__()
         self.automatic_optimization = False
         self.policy, self.tokenizer, self.critic = policy, tokenizer, critic
         # Kept out of the module tree: frozen, never optimised, never saved with the policy.
         self._reference = [reference] if reference is not None else []
+        self.reference_adapter = reference_adapter
+        # Sampling runs in eval mode, the update in training mode: with dropout on, the first ratio would not be 1.
+        for model in (policy, critic):
+            if model is not None:
+                disable_dropout(model)
         self.problems, self.val_problems, self.render = list(problems), list(val_problems), render
         self.rl, self.reward = rl, reward
         self.optimizer_factory, self.critic_optimizer_factory = optimizer, critic_optimizer
@@ -200,7 +130,28 @@ class RLModule(pl.LightningModule):
         optimizers = [self.optimizer_factory(params=[p for p in self.policy.parameters() if p.requires_grad])]
         if self.critic is not None:
             optimizers.append(self.critic_optimizer_factory(params=list(self.critic.parameters())))
+        for group in optimizers[0].param_groups:
+            # The configured rate, which the warm-up scales (`_warm_up`); saved with the optimizer state.
+            group.setdefault("base_lr", group["lr"])
         return optimizers
+
+    def _critic_warmup(self) -> int:
+        """RL steps that train only the critic (``rl.critic.warmup_steps``; 0 without a critic)."""
+        return int(self.rl.critic.warmup_steps) if self.critic is not None else 0
+
+    def _warm_up(self, optimizer: torch.optim.Optimizer, step: int) -> float:
+        """Set the policy's learning rate for RL step ``step`` (0-based) and return it.
+
+        Linear warm-up over the first ``rl.warmup_steps`` policy updates (counted after the critic's warm-up):
+        the k-th update (k = 1, 2, ...) runs at ``k / (warmup_steps + 1)`` of the configured rate, the full
+        rate from update ``warmup_steps + 1`` on. The first updates see advantages from a fresh critic and
+        Adam's first moment estimates, both noisy; small steps there keep them from pushing the policy far.
+        """
+        update = step - self._critic_warmup() + 1
+        factor = min(1.0, update / (int(self.rl.warmup_steps) + 1)) if update > 0 else 0.0
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        return optimizer.param_groups[0]["lr"]
 
     def on_fit_start(self) -> None:
         """Put the separate reference on the policy's device and in its dtype.
@@ -223,21 +174,35 @@ class RLModule(pl.LightningModule):
 
     @contextlib.contextmanager
     def _reference_model(self) -> Iterator[torch.nn.Module]:
-        """The frozen reference: a separate model, or the policy with its LoRA adapters disabled.
+        """The frozen reference: a separate model, the policy with its frozen reference adapter active, or the
+        policy with its LoRA adapters disabled.
 
         The policy-as-reference runs in eval mode, like a separate reference: no dropout, and no activation
-        checkpointing, which would stop `cmt.rl.forward` from running each prompt once.
+        checkpointing, which would stop `cmt.rl.forward` from running each prompt once. PEFT's ``set_adapter``
+        marks the adapter it activates trainable and the others frozen; every parameter's ``requires_grad``
+        is put back afterwards, so the reference adapter never trains and the policy's adapter always does.
         """
         if self._reference:
             yield self._reference[0]
-        else:
-            was_training = self.policy.training
-            self.policy.eval()
-            try:
+            return
+        was_training = self.policy.training
+        self.policy.eval()
+        try:
+            if self.reference_adapter is None:
                 with self.policy.disable_adapter():
                     yield self.policy
+                return
+            trainable = {name: p.requires_grad for name, p in self.policy.named_parameters()}
+            active = self.policy.active_adapter
+            self.policy.set_adapter(self.reference_adapter)
+            try:
+                yield self.policy
             finally:
-                self.policy.train(was_training)
+                self.policy.set_adapter(active)
+                for name, p in self.policy.named_parameters():
+                    p.requires_grad_(trainable[name])
+        finally:
+            self.policy.train(was_training)
 
     # ---------------------------------------------------------------- one step
     def _forward(self, model: torch.nn.Module, rows: dict[str, torch.Tensor], entropy: bool = False
@@ -258,49 +223,92 @@ class RLModule(pl.LightningModule):
         rollouts = rollouts_from_sampled(self.tokenizer, sampled, [i // group for i in range(len(problems) * group)])
         return rollouts, sampled, inputs
 
+    def _refill(self, first: SamplingRound) -> tuple[SamplingRound, dict[str, float]]:
+        """DAPO's dynamic sampling: sample more groups until ``prompts_per_step`` groups whose rewards vary are
+        found, or ``dynamic_sampling.max_rounds`` rounds were sampled; the batch of the kept groups.
+
+        Extra problems are drawn at random from the training problems with the rollout generator (so a resumed
+        run draws the same). Where every round's groups agree, the first round comes back with nothing kept.
+        """
+        group, target = int(self.rl.group_size), len(first.problems)
+        tolerance = float(self.rl.dynamic_sampling.tolerance)
+        rounds, generate_time = [first], 0.0
+        while (sum(int(r.keep.sum()) for r in rounds) < target * group
+               and len(rounds) < int(self.rl.dynamic_sampling.max_rounds)):
+            started = time.perf_counter()
+            problems = [self.problems[int(i)] for i in torch.randint(len(self.problems), (target,),
+                                                                     generator=self.generator)]
+            rollouts, sampled, inputs = self._rollout(problems)
+            generate_time += time.perf_counter() - started
+            scores = compute_rewards(rollouts, problems, self.reward).scores()
+            rounds.append(SamplingRound(problems, rollouts, sampled, inputs, varied_groups(scores, group, tolerance)))
+        kept = sum(int(r.keep.sum()) for r in rounds) // group
+        metrics = {"train/sampling_rounds": float(len(rounds)), "train/kept_groups": float(min(kept, target)),
+                   "timing/refill_generate": generate_time}
+        if kept == 0:
+            return dataclasses.replace(first, keep=torch.zeros_like(first.keep)), metrics
+        problems, rollouts, sampled, inputs = gather_groups(rounds, group, target, self.tokenizer.pad_token_id)
+        return SamplingRound(problems, rollouts, sampled, inputs, torch.ones(len(rollouts), dtype=torch.bool)), metrics
+
     @torch.no_grad()
     def _score(self, problems: Sequence[Problem]) -> tuple[Batch, dict[str, float]]:
-        """Rollouts, rewards, KL penalty, values and advantages of one step."""
+        """Rollouts, rewards, KL penalty, values and advantages of one step.
+
+        The logged rollout statistics (accuracy, rewards, calibration) are those of the step's own problems,
+        before dynamic sampling picks groups to train on.
+        """
         group = int(self.rl.group_size)
         rollouts, sampled, inputs = self._rollout(problems)
         started = time.perf_counter()
         rewards = compute_rewards(rollouts, problems, self.reward)
-        scores = rewards.scores()
+        outcomes = torch.tensor(rewards.terms["outcome"], dtype=torch.float32)
+        metrics = dict(rewards.metrics())
+        metrics.update(self._rollout_metrics(rollouts, problems, sampled))
+        metrics["train/zero_variance_groups"] = agreeing_groups(outcomes, group)
         keep = torch.ones(len(rollouts), dtype=torch.bool)
         if self.rl.dynamic_sampling.enabled:
-            keep = varied_groups(scores, group, float(self.rl.dynamic_sampling.tolerance))
-        batch = Batch(inputs["input_ids"], inputs["attention_mask"], sampled.tokens, sampled.lengths, group)
+            first = SamplingRound(list(problems), rollouts, sampled, inputs, varied_groups(
+                rewards.scores(), group, float(self.rl.dynamic_sampling.tolerance)))
+            chosen, refill = self._refill(first)
+            metrics.update(refill)
+            started += refill["timing/refill_generate"]
+            problems, rollouts, sampled, inputs, keep = (chosen.problems, chosen.rollouts, chosen.sampled,
+                                                         chosen.inputs, chosen.keep)
+            if chosen.rollouts is not first.rollouts:
+                rewards = compute_rewards(rollouts, problems, self.reward)
+                outcomes = torch.tensor(rewards.terms["outcome"], dtype=torch.float32)
+        batch = Batch(inputs["input_ids"], inputs["attention_mask"], sampled.tokens, sampled.lengths,
+                      sampled.tokens.shape[0] // inputs["input_ids"].shape[0])  # rollouts per prompt row
         token_rewards = rewards.token_rewards(batch.tokens.shape[1]).to(batch.mask.device)
         batch.fields["old_logprobs"] = sampled.logprobs.float()
-        metrics = dict(rewards.metrics())
         # Forward passes over all rollouts go micro-batch by micro-batch (with a real vocabulary the logits of
         # every rollout at once would take gigabytes), each over rollouts cheap to run together, cut to their width.
         chunks = batch.chunks(range(len(rollouts)), int(self.rl.micro_batch_size))
         if float(self.rl.kl_coef) > 0:
             with self._reference_model() as reference:
-                ref_logprobs = _per_rollout(batch, chunks, lambda rows: self._forward(reference, rows)[0])
+                ref_logprobs = per_rollout(batch, chunks, lambda rows: self._forward(reference, rows)[0])
             batch.fields["ref_logprobs"] = ref_logprobs
             if self.rl.kl_mode == "reward":
                 penalty = kl_penalty(batch.fields["old_logprobs"], ref_logprobs, self.rl.kl_estimator) * batch.mask
                 token_rewards = token_rewards - float(self.rl.kl_coef) * penalty
         values = None
         if self.critic is not None:
-            values = _per_rollout(batch, chunks, lambda rows: completion_slice(
+            values = per_rollout(batch, chunks, lambda rows: completion_slice(
                 self.critic(rows["input_ids"], rows["attention_mask"], rows["position_ids"]), rows))
             batch.fields["old_values"] = values * batch.mask
         advantages = compute_advantages(self.rl.advantage, AdvantageInputs(
             token_rewards=token_rewards, mask=batch.mask, values=values, gamma=float(self.rl.gamma),
             lam=float(self.rl.lam), whiten=bool(self.rl.whiten_advantages), group_size=group,
-            scale=str(self.rl.advantage_scale)))
+            scale=str(self.rl.advantage_scale), outcomes=outcomes))
         batch.fields["advantages"] = advantages.advantages
         if advantages.returns is not None:
             batch.fields["returns"] = advantages.returns
+            metrics["train/explained_variance"] = explained_variance(values, advantages.returns, batch.mask)
         batch.fields["keep"] = keep
-        metrics.update(self._rollout_metrics(rollouts, problems, sampled, scores, group))
         metrics["timing/score"] = time.perf_counter() - started
         return batch, metrics
 
-    def _rollout_metrics(self, rollouts, problems, sampled, scores: torch.Tensor, group: int) -> dict[str, float]:
+    def _rollout_metrics(self, rollouts, problems, sampled) -> dict[str, float]:
         """Accuracy, step calibration and shape statistics of the sampled rollouts."""
         confidences, correct = [], []
         for rollout in rollouts:
@@ -310,7 +318,6 @@ class RLModule(pl.LightningModule):
                 correct.append(step.correct)
         right = [c for c, k in zip(confidences, correct) if k]
         wrong = [c for c, k in zip(confidences, correct) if not k]
-        groups = scores.reshape(-1, group)
         lengths = sampled.lengths.float()
         return {
             "train/accuracy": sum(answer_correct(r, problems[r.problem_index], self.reward.extraction)
@@ -320,30 +327,34 @@ class RLModule(pl.LightningModule):
             "train/confidence_wrong_steps": sum(wrong) / len(wrong) if wrong else float("nan"),
             "train/step_ece": expected_calibration_error(confidences, correct) if confidences else float("nan"),
             "train/overconfident_step_error_rate": sum(c > 0.9 for c in wrong) / max(len(confidences), 1),
-            "train/zero_variance_groups": float((groups.max(1).values == groups.min(1).values).float().mean()),
             "train/completion_length": float(lengths.mean()),
             "train/truncation_rate": float((~sampled.finished).float().mean()),
         }
 
-    def _update(self, batch: Batch) -> dict[str, float]:
-        """``epochs`` passes of mini-batch updates over the kept rollouts; returns mean diagnostics."""
+    def _update(self, batch: Batch, update_policy: bool = True) -> dict[str, float]:
+        """``epochs`` passes of mini-batch updates over the kept rollouts; returns mean diagnostics.
+
+        With ``update_policy`` False (the critic's warm-up) only the critic's loss is computed and stepped.
+        """
         rl = self.rl
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        if not update_policy:
+            optimizers = optimizers[1:]
         kept = torch.nonzero(batch.fields["keep"]).squeeze(1).tolist()
         mini, micro = int(rl.mini_batch_size), int(rl.micro_batch_size)
         stats: dict[str, list[float]] = {}
         order_rng = random.Random(int(self.global_step))
         for _ in range(int(rl.epochs)):
             order_rng.shuffle(kept)
-            for start in range(0, len(kept), mini):
+            # Whole mini-batches only: when dynamic sampling keeps fewer rollouts than a step holds, the ragged
+            # remainder (another one each epoch) is left out rather than given a full optimizer step.
+            for start in range(0, len(kept) - mini + 1, mini):
                 minibatch = kept[start:start + mini]
-                if not minibatch:
-                    continue
                 num_tokens = float(batch.mask[minibatch].sum())
                 # Gradients add up over the micro-batches, so how rollouts are grouped into them changes no result.
                 for index in batch.chunks(minibatch, micro):
-                    loss, step_stats = self._loss(batch.rows(index), num_tokens, len(minibatch))
+                    loss, step_stats = self._loss(batch.rows(index), num_tokens, len(minibatch), update_policy)
                     self.manual_backward(loss)
                     for name, value in step_stats.items():
                         stats.setdefault(name, []).append(value)
@@ -352,12 +363,16 @@ class RLModule(pl.LightningModule):
                                         gradient_clip_algorithm="norm")
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
-        return {name: sum(values) / len(values) for name, values in stats.items()}
+        means = {name: sum(values) / len(values) for name, values in stats.items()}
+        return {**means, "train/updated_rollouts": float(len(kept) // mini * mini)}
 
-    def _loss(self, rows: dict[str, torch.Tensor], num_tokens: float, num_sequences: int
+    def _loss(self, rows: dict[str, torch.Tensor], num_tokens: float, num_sequences: int, update_policy: bool = True
               ) -> tuple[torch.Tensor, dict[str, float]]:
-        """The policy (+ KL in the loss, + critic) loss of one micro-batch, scaled to its share of the mini-batch."""
+        """The policy (+ KL in the loss, + critic) loss of one micro-batch, scaled to its share of the mini-batch;
+        the critic's alone when not ``update_policy``."""
         rl = self.rl
+        if not update_policy:
+            return self._critic_loss(rows, num_tokens, num_sequences)
         logprobs, entropy = self._forward(self.policy, rows, entropy=True)
         mask = rows["mask"]
         result = policy_loss(rl.policy_loss, logprobs, rows["old_logprobs"], rows["advantages"], mask,
@@ -372,16 +387,23 @@ class RLModule(pl.LightningModule):
             kl = kl_penalty(logprobs, rows["ref_logprobs"], rl.kl_estimator)
             stats["train/kl"] = float(masked_mean(kl.detach(), mask))
             if rl.kl_mode == "loss":
-                loss = loss + float(rl.kl_coef) * (kl * mask).sum() / num_tokens
+                loss = loss + float(rl.kl_coef) * aggregate(
+                    kl, mask, str(rl.loss_aggregation), max_length=int(rl.max_new_tokens), num_tokens=num_tokens,
+                    num_sequences=float(num_sequences))
         if self.critic is not None:
-            values = completion_slice(self.critic(rows["input_ids"], rows["attention_mask"], rows["position_ids"]),
-                                      rows)
-            critic_loss, value_clip = value_loss(values, rows["old_values"], rows["returns"], mask,
-                                                 clip=float(rl.critic.value_clip), num_tokens=num_tokens,
-                                                 num_sequences=float(num_sequences))
+            critic_loss, critic_stats = self._critic_loss(rows, num_tokens, num_sequences)
             loss = loss + critic_loss
-            stats.update({"train/value_loss": critic_loss.item(), "train/value_clip_fraction": float(value_clip)})
+            stats.update(critic_stats)
         return loss, stats
+
+    def _critic_loss(self, rows: dict[str, torch.Tensor], num_tokens: float, num_sequences: int
+                     ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The critic's clipped value loss of one micro-batch, and its statistics."""
+        values = completion_slice(self.critic(rows["input_ids"], rows["attention_mask"], rows["position_ids"]), rows)
+        loss, value_clip = value_loss(values, rows["old_values"], rows["returns"], rows["mask"],
+                                      clip=float(self.rl.critic.value_clip), num_tokens=num_tokens,
+                                      num_sequences=float(num_sequences))
+        return loss, {"train/value_loss": loss.item(), "train/value_clip_fraction": float(value_clip)}
 
     def training_step(self, batch_indices: list[int], batch_idx: int) -> None:
         problems = [self.problems[int(i)] for i in batch_indices]
@@ -389,7 +411,11 @@ class RLModule(pl.LightningModule):
         batch, metrics = self._score(problems)
         metrics["timing/generate"] = time.perf_counter() - started - metrics["timing/score"]
         started = time.perf_counter()
-        metrics.update(self._update(batch))
+        step = len(self.history)
+        update_policy = step >= self._critic_warmup()
+        optimizers = self.optimizers()
+        metrics["train/lr"] = self._warm_up(optimizers[0] if isinstance(optimizers, list) else optimizers, step)
+        metrics.update(self._update(batch, update_policy))
         metrics["timing/update"] = time.perf_counter() - started
         metrics["train/rl_step"] = float(batch_idx + 1)
         self.history.append(metrics)

@@ -3,8 +3,16 @@
 - ``gae`` (PPO): generalised advantage estimation from per-token rewards and a critic's values;
   also returns the critic's regression targets.
 - ``grpo``: group-relative. Each prompt's ``group_size`` rollouts are compared with each other:
-  advantage = reward - group mean, scaled by the group's std (GRPO), the batch's std, or not at all
-  (Dr. GRPO), then given to every token of the rollout. No critic.
+  advantage = reward - group mean, scaled by the group's std (GRPO), the batch's std, the group's std of
+  the *outcome* term alone (``outcome``, CCRL's default), or not at all (Dr. GRPO), then given to every
+  token of the rollout. No critic.
+
+Why ``outcome``: CCRL's reward is continuous (outcome + calibration). In a group whose answers are all
+right or all wrong, the rewards differ only by small confidence differences; dividing by that group's own
+std blows them up to full-size advantages (+-1), as large as the difference between a right and a wrong
+answer elsewhere, so calibration noise would dominate the update. Dividing by the spread of the outcomes
+keeps a mixed group's advantages at GRPO's size, and leaves an agreeing group's calibration differences
+at their own (small) size: they refine the update instead of dominating it.
 
 Layout: rollouts of one prompt are adjacent, ``group_size`` of them, so row ``i`` is in group
 ``i // group_size`` (``prompts.repeat_interleave(group_size)``). Masks are 1 on each rollout's completion
@@ -20,7 +28,11 @@ import torch
 
 from cmt.rl.masked import masked_sum, masked_whiten
 
-GROUP_SCALES = ("group", "batch", "none")
+GROUP_SCALES = ("group", "batch", "none", "outcome")
+# ``outcome`` scale of a group whose outcomes all agree (their std is 0): the outcome term's unit, one
+# answer right against wrong. A mixed group of 8 has an outcome std of 0.35-0.53, so an agreeing group's
+# calibration differences are scaled like a mixed group's, never up.
+OUTCOME_SCALE_FALLBACK = 1.0
 
 
 @dataclass(frozen=True)
@@ -34,7 +46,9 @@ class AdvantageInputs:
         gamma, lam: Discount and GAE lambda (``gae`` only).
         whiten: Normalise GAE advantages to mean 0, std 1 over the batch's tokens (``gae`` only).
         group_size: Rollouts per prompt (``grpo`` only).
-        scale: ``group`` | ``batch`` | ``none`` (``grpo`` only).
+        scale: ``group`` | ``batch`` | ``none`` | ``outcome`` (``grpo`` only).
+        outcomes: (B,) the outcome term of each rollout (``RewardOutput.terms["outcome"]``; ``outcome``
+            scale only).
         eps: Added to a std before dividing by it.
     """
 
@@ -46,6 +60,7 @@ class AdvantageInputs:
     whiten: bool = True
     group_size: int = 1
     scale: str = "group"
+    outcomes: torch.Tensor | None = None
     eps: float = 1e-6
 
 
@@ -86,21 +101,25 @@ def gae(token_rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, g
 
 
 @torch.no_grad()
-def group_relative(scores: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-6) -> torch.Tensor:
+def group_relative(scores: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-6,
+                   outcomes: torch.Tensor | None = None) -> torch.Tensor:
     """Per-rollout group-relative advantages.
 
     Args:
         scores: (B,) sequence rewards, groups adjacent; B a multiple of ``group_size``.
         group_size: Rollouts per prompt (>= 2 for a non-trivial baseline).
         scale: ``group``: divide by the group's std (sample std, Bessel-corrected); ``batch``: by the
-            std of all B rewards; ``none``: no division (Dr. GRPO, unbiased).
+            std of all B rewards; ``none``: no division (Dr. GRPO, unbiased); ``outcome``: by the group's
+            sample std of ``outcomes``, or :data:`OUTCOME_SCALE_FALLBACK` where they all agree.
         eps: Added to the std.
+        outcomes: (B,) outcome terms (``outcome`` scale only).
 
     Returns:
         (B,) advantages. Rows of a group whose rewards are all equal get exactly 0 (nothing to learn).
 
     Raises:
-        ValueError: When B is not a multiple of ``group_size`` or ``scale`` is unknown.
+        ValueError: When B is not a multiple of ``group_size``, ``scale`` is unknown, or ``outcome`` scale
+            lacks ``outcomes``.
     """
     if scores.shape[0] % group_size:
         raise ValueError(f"{scores.shape[0]} rollouts do not split into groups of {group_size}")
@@ -112,6 +131,12 @@ def group_relative(scores: torch.Tensor, group_size: int, scale: str = "group", 
         advantages = advantages / (groups.std(dim=1, keepdim=True) + eps)
     elif scale == "batch" and scores.numel() > 1:
         advantages = advantages / (scores.float().std() + eps)
+    elif scale == "outcome" and group_size > 1:
+        if outcomes is None or outcomes.shape != scores.shape:
+            raise ValueError("the outcome advantage scale needs each rollout's outcome term")
+        spread = outcomes.to(scores.device).float().view(-1, group_size).std(dim=1, keepdim=True)
+        advantages = advantages / (torch.where(spread > 0, spread, torch.full_like(spread, OUTCOME_SCALE_FALLBACK))
+                                   + eps)
     constant = (groups.max(dim=1).values == groups.min(dim=1).values)[:, None]
     return torch.where(constant, torch.zeros_like(advantages), advantages).reshape(-1)
 
@@ -128,7 +153,7 @@ def _gae_estimator(inputs: AdvantageInputs) -> Advantages:
 def _grpo_estimator(inputs: AdvantageInputs) -> Advantages:
     mask = inputs.mask.to(inputs.token_rewards.dtype)
     scores = masked_sum(inputs.token_rewards, mask, dim=1)
-    per_rollout = group_relative(scores, inputs.group_size, inputs.scale, inputs.eps)
+    per_rollout = group_relative(scores, inputs.group_size, inputs.scale, inputs.eps, inputs.outcomes)
     return Advantages(per_rollout[:, None] * mask, None)
 
 
@@ -144,3 +169,14 @@ def compute_advantages(name: str, inputs: AdvantageInputs) -> Advantages:
     if name not in ESTIMATORS:
         raise ValueError(f"unknown advantage estimator {name!r}; choose one of {', '.join(ESTIMATORS)}")
     return ESTIMATORS[name](inputs)
+
+
+def agreeing_groups(outcomes: torch.Tensor, group_size: int) -> float:
+    """The fraction of groups whose rollouts all have the same outcome (all right or all wrong).
+
+    Such a group carries no right-against-wrong signal: under an outcome-only reward its advantages are 0,
+    under CCRL only calibration differences remain. (With a continuous reward, the rewards themselves almost
+    never agree exactly, so counting groups of equal rewards would report none.)
+    """
+    groups = outcomes.float().view(-1, group_size)
+    return float((groups.max(dim=1).values == groups.min(dim=1).values).float().mean())

@@ -24,6 +24,7 @@ _choice = partial(checks.choice, prefix="rl")
 _positive_int = partial(checks.positive_int, prefix="rl")
 _number = partial(checks.number, prefix="rl")
 _boolean = partial(checks.boolean, prefix="rl")
+_integer = partial(checks.integer, prefix="rl")
 
 
 def validate_rl_config(rl_cfg: Mapping, reward_cfg: Mapping) -> RewardConfig:
@@ -67,13 +68,18 @@ def validate_rl_config(rl_cfg: Mapping, reward_cfg: Mapping) -> RewardConfig:
     _number(rl_cfg, "max_grad_norm", 0.0, inf, low_open=True, high_open=True)
     _number(rl_cfg, "optimizer.lr", 0.0, inf, low_open=True, high_open=True)
     _boolean(rl_cfg, "whiten_advantages")
+    _integer(rl_cfg, "warmup_steps", 0)
     if advantage == "gae":
         _number(rl_cfg, "critic.lr", 0.0, inf, low_open=True, high_open=True)
         _number(rl_cfg, "critic.value_clip", 0.0, inf, low_open=True, high_open=True)
+        if _integer(rl_cfg, "critic.warmup_steps", 0) >= sizes["steps"]:
+            raise ConfigError(f"rl.critic.warmup_steps={rl_cfg['critic']['warmup_steps']}: must be below "
+                             f"rl.steps={sizes['steps']} (the policy would never train); lower it or raise rl.steps")
     if _boolean(rl_cfg, "dynamic_sampling.enabled"):
         if sizes["group_size"] < 2:
             raise ConfigError(f"rl.group_size={sizes['group_size']}: dynamic sampling needs groups of at least 2")
         _number(rl_cfg, "dynamic_sampling.tolerance", 0.0, inf, high_open=True)
+        _positive_int(rl_cfg, "dynamic_sampling.max_rounds")
     reward = RewardConfig.from_mapping(reward_cfg)
     if reward.granularity == "step" and advantage != "gae":
         raise ConfigError(f"reward.granularity='step': per-token rewards need rl.advantage=gae, got {advantage!r} "

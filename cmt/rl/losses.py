@@ -9,7 +9,7 @@
 - Value loss: the critic's squared error, clipped around the values at rollout time.
 - KL penalty to a reference policy, per token (:data:`KL_ESTIMATORS`): ``k1`` = log ratio (unbiased,
   any sign; the usual per-token reward penalty) and ``k3`` = ``exp(-x) + x - 1`` with ``x`` the log ratio
-  (non-negative, low variance; the usual loss penalty).
+  clamped to ±:data:`K3_MAX_LOG_RATIO` (non-negative, low variance; the usual loss penalty).
 
 Gradient accumulation: a mini-batch split into micro-batches gives the same gradient as one pass when
 each micro-batch's loss is aggregated with the mini-batch's ``num_tokens``/``num_sequences`` and the
@@ -28,6 +28,11 @@ from cmt.rl.masked import masked_mean, masked_sum
 AGGREGATIONS = ("token_mean", "sequence_mean", "sequence_sum_norm")
 # Bound on |log ratio| before exponentiating, so a far-off token cannot overflow the loss.
 _MAX_LOG_RATIO = 20.0
+# Bound on |log ratio| inside k3. k3 grows like exp(-x) where the policy gives a sampled token far less
+# probability than the reference (x << 0): at the general bound of 20 one token could add 4.9e8 to the loss
+# (7,631 was seen at a high learning rate), and its gradient 1 - exp(-x) as much. At 5 a token adds at most
+# e^5 - 6 = 142 (a probability 148 times below the reference's); beyond that it adds no more and no gradient.
+K3_MAX_LOG_RATIO = 5.0
 
 
 def aggregate(per_token: torch.Tensor, mask: torch.Tensor, mode: str, *, max_length: int | None = None,
@@ -162,6 +167,7 @@ def _k1(log_ratio: torch.Tensor) -> torch.Tensor:
 
 
 def _k3(log_ratio: torch.Tensor) -> torch.Tensor:
+    log_ratio = log_ratio.clamp(-K3_MAX_LOG_RATIO, K3_MAX_LOG_RATIO)
     return torch.exp(-log_ratio) + log_ratio - 1.0
 
 
@@ -171,7 +177,8 @@ KL_ESTIMATORS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"k1": _k1, "
 def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k3") -> torch.Tensor:
     """Per-token estimate of KL(policy || reference) from tokens sampled by the policy.
 
-    With ``x = logprobs - ref_logprobs`` (clamped to ±20): ``k1 = x``; ``k3 = exp(-x) + x - 1``.
+    With ``x = logprobs - ref_logprobs`` (clamped to ±20): ``k1 = x``; ``k3 = exp(-x) + x - 1`` with ``x``
+    clamped further, to ±:data:`K3_MAX_LOG_RATIO` (so k3 <= e^5 - 6 per token).
 
     Args:
         logprobs: (B, T) log-probs of the sampled tokens under the policy.

@@ -26,3 +26,18 @@ def masked_whiten(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -
     mean = masked_mean(values, mask)
     variance = masked_mean((values - mean) ** 2, mask)
     return (values - mean) * torch.rsqrt(variance + eps) * mask
+
+
+def explained_variance(predictions: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> float:
+    """``1 - Var(targets - predictions) / Var(targets)`` over the valid entries: how much of the targets'
+    variance the predictions explain (1: all; 0: no better than a constant; negative: worse). NaN when the
+    targets do not vary.
+
+    The PPO critic's diagnostic: its values at rollout time against the returns GAE made from them.
+    """
+    mask = mask.to(targets.dtype)
+    spread = masked_mean((targets - masked_mean(targets, mask)) ** 2, mask)
+    if float(spread) == 0.0:
+        return float("nan")
+    residual = targets - predictions
+    return float(1.0 - masked_mean((residual - masked_mean(residual, mask)) ** 2, mask) / spread)

@@ -16,6 +16,7 @@ import copy
 import math
 import random
 import time
+from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
@@ -24,7 +25,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from cmt.checkpointing import Checkpointer
 from cmt.data.prompts import render_prompt
-from cmt.data.suite import train_problems
+from cmt.data.suite import rl_problems
 from cmt.models import load_model, save_model
 from cmt.modules.rl import Critic, RLModule
 from cmt.rl.config import validate_rl_config
@@ -65,6 +66,32 @@ class StepBatches(Sampler[list[int]]):
         return len(self.batches)
 
 
+# The name of the frozen copy of the SFT adapter that a LoRA policy carries as its KL reference.
+REFERENCE_ADAPTER = "sft_reference"
+
+
+def build_reference(policy: torch.nn.Module, parent: Path | None, kl_coef: float
+                    ) -> tuple[torch.nn.Module | None, str | None]:
+    """The KL reference: the frozen SFT model, as ``(separate model, reference adapter name)``.
+
+    - No KL (``kl_coef == 0``): neither.
+    - A full model: a frozen copy of it.
+    - A LoRA policy loaded from an SFT adapter (``parent`` holds ``adapter_config.json``): RL keeps training
+      that adapter, so the SFT model is the adapter *as it was when RL started*. It is loaded a second time
+      as a frozen adapter named :data:`REFERENCE_ADAPTER` (a few hundred MB for r=64 on 8B, against a
+      second copy of the whole model); `cmt.modules.rl.RLModule` activates it for reference passes.
+    - A LoRA policy with fresh adapters over SFT weights: the policy with adapters off is the SFT model.
+    """
+    if kl_coef <= 0:
+        return None, None
+    if not hasattr(policy, "disable_adapter"):
+        return copy.deepcopy(policy).eval().requires_grad_(False), None
+    if parent is not None and (Path(parent) / "adapter_config.json").is_file():
+        policy.load_adapter(str(parent), adapter_name=REFERENCE_ADAPTER, is_trainable=False)
+        return None, REFERENCE_ADAPTER
+    return None, None
+
+
 def build_critic(cfg, checkpoint) -> Critic:
     """A critic initialised from the same checkpoint as the policy (its own LoRA adapters for LoRA models)."""
     trunk_model, _ = load_model(cfg.model, checkpoint)
@@ -79,15 +106,13 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
     reward = validate_rl_config(cfg.rl, reward_cfg)
     spec = method(method_name)
     parent = require_checkpoint(cfg, spec.parent)
-    problems = train_problems(cfg.benchmark, cfg.teach.n)
-    n_val = min(int(cfg.rl.val_n), len(problems) // 5)
-    val_problems, train = problems[:n_val], problems[n_val:]
+    steps, per_step = int(cfg.rl.steps), int(cfg.rl.prompts_per_step)
+    # Neither set holds a question SFT trained on (fresh problems on the synthetic world; held-out validation).
+    chosen = rl_problems(cfg.benchmark, cfg.teach.n, steps * per_step, int(cfg.rl.val_n))
+    train, val_problems = chosen.train, chosen.validation
 
     policy, tokenizer = load_model(cfg.model, parent)
-    lora = bool(cfg.model.lora.enabled) or hasattr(policy, "disable_adapter")
-    reference = None
-    if float(cfg.rl.kl_coef) > 0 and not lora:
-        reference = copy.deepcopy(policy).eval().requires_grad_(False)
+    reference, reference_adapter = build_reference(policy, parent, float(cfg.rl.kl_coef))
     critic = build_critic(cfg, parent) if cfg.rl.advantage == "gae" else None
     critic_optimizer = None
     if critic is not None:
@@ -99,8 +124,7 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
     module = RLModule(policy, tokenizer, train, val_problems, render, cfg.rl, reward, instantiate(cfg.rl.optimizer),
                       reference=reference, critic=critic, critic_optimizer=critic_optimizer,
                       val_batch_size=int(cfg.eval.batch_size),
-                      logits_chunk_tokens=cfg.model.get("logits_chunk_tokens"))
-    steps, per_step = int(cfg.rl.steps), int(cfg.rl.prompts_per_step)
+                      logits_chunk_tokens=cfg.model.get("logits_chunk_tokens"), reference_adapter=reference_adapter)
     out = checkpoint_dir(cfg, method_name)
     checkpointer = Checkpointer.from_config(cfg, out, FINGERPRINT_KEYS)
     resume = checkpointer.resume_point(cfg.resume)
@@ -119,6 +143,9 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
     started = time.perf_counter()
     checkpointer.fit(trainer, module, resume, train_dataloaders=train_loader, val_dataloaders=val_loader)
     train_time = checkpointer.earlier_time_s + time.perf_counter() - started
+    if reference_adapter is not None:
+        # The checkpoint holds the trained adapter only (the reference is its parent's, already on disk).
+        module.policy.delete_adapter(reference_adapter)
     save_model(module.policy, tokenizer, out)
     ctx.save_config(out.parent)
     checkpointer.clear()

@@ -55,13 +55,17 @@ def test_presets_set_what_their_algorithm_means():
     ppo, grpo, dr, dapo = (compose_presets(name).rl for name in RL)
     assert (ppo.advantage, ppo.kl_mode, ppo.kl_estimator) == ("gae", "reward", "k1")
     assert (grpo.advantage, grpo.advantage_scale, grpo.loss_aggregation, grpo.kl_mode) == \
-        ("grpo", "group", "sequence_mean", "loss")
+        ("grpo", "outcome", "sequence_mean", "loss")
     assert (dr.advantage_scale, dr.loss_aggregation, dr.kl_coef) == ("none", "sequence_sum_norm", 0.0)
     assert (dapo.clip_low, dapo.clip_high, dapo.loss_aggregation, dapo.dynamic_sampling.enabled) == \
         (0.2, 0.28, "token_mean", True)
     # The policy learning rate and the generation limit come from the model's hparams.
     assert ppo.optimizer.lr == 1.0e-4 and ppo.max_new_tokens == 96
-    assert compose_presets("ppo", model="qwen2_5_7b").rl.optimizer.lr == 1.0e-6
+    # LoRA students: 10x the full fine-tuning RL rate; the critic 10x the policy's; warm-ups for both.
+    student = compose_presets("ppo", model="qwen2_5_7b").rl
+    assert (student.optimizer.lr, student.critic.lr, student.warmup_steps, student.critic.warmup_steps) == \
+        (1.0e-5, 1.0e-4, 10, 10)
+    assert (ppo.critic.lr, ppo.warmup_steps, ppo.critic.warmup_steps) == (1.0e-3, 0, 0)
 
 
 def test_reward_presets_differ_from_ccrl_only_where_they_say():
@@ -95,7 +99,7 @@ def _override(cfg, key, value):
     ("ppo", "rl.lam", -0.1, "rl.lam=-0.1"),
     ("ppo", "rl.advantage", "vtrace", "rl.advantage='vtrace': choose one of gae, grpo"),
     ("ppo", "rl.policy_loss", "reinforce", "rl.policy_loss='reinforce': choose one of ppo_clip"),
-    ("ppo", "rl.advantage_scale", "std", "rl.advantage_scale='std': choose one of group, batch, none"),
+    ("ppo", "rl.advantage_scale", "std", "rl.advantage_scale='std': choose one of group, batch, none, outcome"),
     ("ppo", "rl.loss_aggregation", "seq_mean", "rl.loss_aggregation='seq_mean'"),
     ("ppo", "rl.kl_estimator", "k2", "rl.kl_estimator='k2': choose one of k1, k3"),
     ("ppo", "rl.kl_mode", "both", "rl.kl_mode='both': choose one of reward, loss"),
@@ -105,9 +109,13 @@ def _override(cfg, key, value):
     ("ppo", "rl.optimizer.lr", float("nan"), "rl.optimizer.lr=nan"),
     ("ppo", "rl.critic.lr", 0.0, "rl.critic.lr=0.0"),
     ("ppo", "rl.critic.value_clip", -1.0, "rl.critic.value_clip=-1.0"),
+    ("ppo", "rl.critic.warmup_steps", -1, "rl.critic.warmup_steps=-1: must be an integer >= 0"),
+    ("ppo", "rl.critic.warmup_steps", 16, "rl.critic.warmup_steps=16: must be below rl.steps=16 (the policy would"),
+    ("ppo", "rl.warmup_steps", 0.5, "rl.warmup_steps=0.5: must be an integer >= 0"),
     ("ppo", "rl.whiten_advantages", "yes", "rl.whiten_advantages='yes': must be true or false"),
     ("dapo", "rl.dynamic_sampling.enabled", "yes", "rl.dynamic_sampling.enabled='yes': must be true or false"),
     ("dapo", "rl.dynamic_sampling.tolerance", -1e-3, "rl.dynamic_sampling.tolerance=-0.001"),
+    ("dapo", "rl.dynamic_sampling.max_rounds", 0, "rl.dynamic_sampling.max_rounds=0: must be an integer >= 1"),
     ("ppo", "rl.max_grad_norm", 0.0, "rl.max_grad_norm=0.0"),
     ("ppo", "rl.val_n", 0, "rl.val_n=0: must be an integer >= 1"),
     ("ppo", "reward.weights.calibration", float("nan"), "reward.weights.calibration=nan: must be a finite number"),

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from cmt.lm_head import entropy_from_logits, token_logprobs
-from cmt.rl.advantages import AdvantageInputs, compute_advantages, gae, group_relative
-from cmt.rl.filters import varied_groups
+from cmt.rl.advantages import AdvantageInputs, agreeing_groups, compute_advantages, gae, group_relative
+from cmt.rl.filters import SamplingRound, gather_groups, varied_groups
 from cmt.rl.losses import aggregate, kl_penalty, policy_loss, ppo_clip, value_loss
 from cmt.rl.masked import completion_mask, masked_mean, masked_whiten
 
@@ -96,6 +96,29 @@ def test_group_relative_continuous_rewards_and_degenerate_groups():
         group_relative(SCORES, 3)
     with pytest.raises(ValueError, match="group, batch, none"):
         group_relative(SCORES, 2, "token")
+
+
+def test_outcome_scale_keeps_calibration_noise_small_where_outcomes_agree():
+    """CCRL rewards = outcome + calibration. An all-wrong group differs only by confidence noise: GRPO's group
+    std scales that noise up to full-size advantages; the outcome scale leaves it at its own size (the
+    fallback 1, as no outcome varies) and scales a mixed group by the spread of its outcomes."""
+    scores = T([0.01, 0.03, -0.01, 0.01, 1.05, 0.02, 0.98, -0.01])
+    outcomes = T([0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0])
+    assert float(group_relative(scores, 4, "group")[:4].abs().max()) > 1.0
+    advantages = group_relative(scores, 4, "outcome", outcomes=outcomes)
+    close(advantages[:4], [0.0, 0.02, -0.02, 0.0])
+    # Mixed: mean .51, outcome std sqrt(1/3) = .57735.
+    close(advantages[4:], [(s - 0.51) / 0.57735 for s in (1.05, 0.02, 0.98, -0.01)], tol=1e-4)
+    assert float(advantages[:4].abs().max()) < 0.05 < float(advantages[4:].abs().min())
+    with pytest.raises(ValueError, match="outcome term"):
+        group_relative(scores, 4, "outcome")
+    inputs = AdvantageInputs(scores[:, None], torch.ones(8, 1), group_size=4, scale="outcome", outcomes=outcomes)
+    close(compute_advantages("grpo", inputs).advantages[:, 0], advantages)
+
+
+def test_agreeing_groups_counts_groups_whose_outcomes_agree_whatever_their_rewards():
+    # All wrong (rewards differ by calibration), mixed, all right.
+    assert agreeing_groups(T([0.0, 0.0, 1.0, 0.0, 1.0, 1.0]), 2) == pytest.approx(2 / 3)
 
 
 def test_grpo_estimator_sums_token_rewards_and_broadcasts_over_the_mask():
@@ -204,8 +227,20 @@ def test_kl_estimators_by_hand():
     # k3 = e^-x + x - 1: e^-.5 - .5 = .106531 ; e^1 - 2 = .718282 ; 0
     close(kl_penalty(logprobs, ref, "k3"), [0.106531, 0.718282, 0.0])
     assert torch.isfinite(kl_penalty(T([0.0]), T([-1000.0]), "k3")).all()  # log ratio clamped at 20
+
     with pytest.raises(ValueError, match="choose one of k1, k3"):
         kl_penalty(logprobs, ref, "k2")
+
+
+def test_k3_clamps_a_huge_log_ratio_so_one_token_cannot_dominate_the_loss():
+    """A sampled token 1e13 times less likely under the policy than under the reference (x = -30): k3 and its
+    gradient stay bounded (e^5 - 6 = 142.4), where the ±20 clamp alone gave 4.9e8."""
+    logprobs = T([-30.0, 30.0, -4.0]).requires_grad_(True)
+    penalty = kl_penalty(logprobs, T([0.0, 0.0, 0.0]), "k3")
+    assert float(penalty.detach().max()) <= math.exp(5.0) - 6.0 + 1e-3
+    close(penalty.detach()[2], math.exp(4.0) - 5.0)  # within the bound, k3 is exact
+    penalty.sum().backward()
+    assert torch.isfinite(logprobs.grad).all() and float(logprobs.grad.abs().max()) < 60.0
 
 
 # --- dynamic sampling --------------------------------------------------------------------------------
@@ -245,3 +280,34 @@ def test_grpo_step_raises_the_probability_of_the_better_rollout():
     loss.backward()
     # Advantages +-.70711 on every token; gradient -A / 4 -> descending raises row 1 and lowers row 2.
     close(logprobs.grad, [[-0.176777, -0.176777], [0.176777, 0.176777]])
+
+
+@pytest.mark.parametrize("prompt_rows_per_problem", [1, 2])
+def test_gather_groups_takes_the_first_kept_groups_of_each_round_in_order(prompt_rows_per_problem):
+    """Two rounds of 2 problems x 2 rollouts, of different widths; groups kept: round 0 the second, round 1
+    both; target 2 -> round 0's second group, then round 1's first. Prompts (one row per problem, or one per
+    rollout) are left-padded, completions right-padded, problem indices renumbered."""
+    from cmt.generation import Sampled
+    from cmt.rewards.types import Rollout
+
+    def round_(tag, width, prompt_width, keep):
+        rows = 4
+        tokens = torch.arange(rows * width).view(rows, width) + 100 * tag
+        prompts = torch.full((2 * prompt_rows_per_problem, prompt_width), 10 * tag)
+        rollouts = [Rollout(i // 2, f"{tag}-{i}", (1,), (0.0,), True, ((0, 1),)) for i in range(rows)]
+        sampled = Sampled(tokens, -torch.ones(rows, width), torch.full((rows,), width), torch.ones(rows, dtype=torch.bool))
+        return SamplingRound([f"p{tag}0", f"p{tag}1"], rollouts, sampled,
+                             {"input_ids": prompts, "attention_mask": torch.ones_like(prompts)}, T(keep).bool())
+
+    rounds = [round_(1, 3, 2, [0, 0, 1, 1]), round_(2, 5, 4, [1, 1, 1, 1])]
+    problems, rollouts, sampled, inputs = gather_groups(rounds, 2, 2, pad_id=0)
+    assert problems == ["p11", "p20"]
+    assert [(r.text, r.problem_index) for r in rollouts] == [("1-2", 0), ("1-3", 0), ("2-0", 1), ("2-1", 1)]
+    assert sampled.tokens.shape == (4, 5) and sampled.tokens[0].tolist() == [106, 107, 108, 0, 0]
+    assert sampled.logprobs[0].tolist() == [-1.0, -1.0, -1.0, 0.0, 0.0] and sampled.lengths.tolist() == [3, 3, 5, 5]
+    rows = 2 * prompt_rows_per_problem
+    assert inputs["input_ids"].shape == (rows, 4)
+    assert inputs["input_ids"][0].tolist() == [0, 0, 10, 10] and inputs["attention_mask"][0].tolist() == [0, 0, 1, 1]
+    assert inputs["input_ids"][-1].tolist() == [20, 20, 20, 20]
+    with pytest.raises(ValueError, match="no sampling round kept a group"):
+        gather_groups([round_(1, 3, 2, [0, 0, 0, 0])], 2, 2, pad_id=0)

@@ -26,13 +26,13 @@ def rl_config(cfg_factory):
 
 
 def _train(model, tokenizer, rl, reward_cfg, reference=None, critic=None, accelerator="cpu", precision="32-true",
-           logits_chunk_tokens=None):
+           logits_chunk_tokens=None, reference_adapter=None):
     reward = validate_rl_config(rl, reward_cfg)
     problems = generate("train", 8, seed=0)
     module = RLModule(model, tokenizer, problems, [], lambda q: render_prompt(q, "Question: {question}\nAnswer:"),
                       rl, reward, lambda params: torch.optim.AdamW(params, lr=1e-3), reference=reference,
                       critic=critic, critic_optimizer=(lambda params: torch.optim.AdamW(params, lr=1e-3)),
-                      val_batch_size=4, logits_chunk_tokens=logits_chunk_tokens)
+                      val_batch_size=4, logits_chunk_tokens=logits_chunk_tokens, reference_adapter=reference_adapter)
     trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, limit_val_batches=0, accelerator=accelerator, precision=precision)
     trainer.fit(module, DataLoader([0, 1, 2, 3], batch_size=2, collate_fn=list))
@@ -123,10 +123,11 @@ def test_the_critics_values_keep_float32_precision_under_bf16_autocast(tiny):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize(("algorithm", "kl_mode"), [("grpo", "loss"), ("ppo", "reward")])
+@pytest.mark.parametrize(("algorithm", "kl_mode"), [("grpo", "loss"), ("ppo", "reward"), ("dapo", "loss")])
 def test_rl_steps_run_on_a_gpu(tiny, rl_config, algorithm, kl_mode):
-    """Rollouts drawn on the GPU from the module's CPU generator, rewards moved to the policy's device, and the
-    separate reference moved there too."""
+    """Rollouts drawn on the GPU from the module's CPU generator, rewards (and the outcomes the advantage scale
+    reads) moved to the policy's device, the separate reference moved there too, and DAPO's refill rounds
+    gathered there."""
     model, tokenizer = tiny
     reference = copy.deepcopy(model).eval().requires_grad_(False)
     critic = Critic(copy.deepcopy(model).model, model.config.hidden_size).train() if algorithm == "ppo" else None
@@ -192,42 +193,262 @@ def test_a_micro_batch_cut_to_its_rows_width_gives_the_full_width_results(tiny, 
     assert narrower > 0
 
 
-def test_lora_policy_with_checkpointing_trains_and_its_reference_is_the_base_model_in_eval_mode(tiny, rl_config):
-    """LoRA without a separate reference: the reference is the policy with adapters off, run in eval mode
-    (so activation checkpointing does not force whole rows), and it gives the base model's log-probs."""
+def _lora_cfg(dropout: float) -> dict:
+    return {"source": "bundled:tiny", "path": None, "dtype": "float32", "activation_checkpointing": True,
+            "lora": {"enabled": True, "r": 4, "alpha": 8, "dropout": dropout, "target_modules": "all-linear"}}
+
+
+def _full_row_logprobs(model, rows):
     from cmt.lm_head import token_logprobs
-    from cmt.models import enable_activation_checkpointing, wrap_lora
     from cmt.rl.forward import _full_rows, _logits
+
+    with torch.no_grad():
+        return token_logprobs(_full_rows(_logits(model), rows), rows["tokens"])
+
+
+def test_a_lora_policys_reference_is_the_frozen_sft_adapter(tiny, rl_config, tmp_path):
+    """LoRA RL keeps training the SFT adapter; the KL reference is that adapter as it was when RL started (loaded
+    a second time, frozen), run in eval mode: its log-probs are the SFT checkpoint's, not the base model's, and
+    they stay the same after policy updates. Activating it for reference passes leaves which parameters train
+    as it was (PEFT's set_adapter would otherwise flip them)."""
+    from cmt.models import load_model, save_model, wrap_lora
+    from cmt.stages.rl import build_reference
 
     model, tokenizer = tiny
     base = copy.deepcopy(model).eval()
-    enable_activation_checkpointing(model)
-    policy = wrap_lora(model, {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": "all-linear"})
-    # Non-zero adapters, so that "adapters off" is not the same as "adapters on".
-    for name, p in policy.named_parameters():
+    sft = wrap_lora(model, _lora_cfg(0.05)["lora"])
+    for name, p in sft.named_parameters():
         if "lora_B" in name:
-            torch.nn.init.normal_(p, std=0.02)
+            torch.nn.init.normal_(p, std=0.05)
+    save_model(sft, tokenizer, tmp_path / "sft")
+    sft_model = load_model(_lora_cfg(0.05), tmp_path / "sft")[0].eval()
+    policy = load_model(_lora_cfg(0.05), tmp_path / "sft")[0]
+    reference, adapter = build_reference(policy, tmp_path / "sft", kl_coef=0.05)
+    assert reference is None and adapter is not None
+    trainable = {name for name, p in policy.named_parameters() if p.requires_grad}
+    assert trainable and not any(adapter in name for name in trainable)
     policy.train()
     rl, reward_cfg = rl_config("grpo", kl_coef=0.05)
-    reward = validate_rl_config(rl, reward_cfg)
     module = RLModule(policy, tokenizer, generate("train", 4, seed=2), [],
-                      lambda q: render_prompt(q, "Question: {question}\nAnswer:"), rl, reward,
-                      lambda params: torch.optim.AdamW(params, lr=1e-3))
+                      lambda q: render_prompt(q, "Question: {question}\nAnswer:"), rl,
+                      validate_rl_config(rl, reward_cfg), lambda params: torch.optim.AdamW(params, lr=1e-3),
+                      reference_adapter=adapter)
     modes = []
     hook = policy.register_forward_pre_hook(lambda module, args: modes.append(module.training))
     batch, _ = module._score(module.problems[:2])
     hook.remove()
-    # Sampling and the reference pass ran in eval mode; the policy is back in training mode.
-    assert modes and not any(modes)
+    # Sampling and the reference pass ran in eval mode (no checkpointing, no dropout); the policy trains again.
+    assert modes and not any(modes) and policy.training
+    assert {name for name, p in policy.named_parameters() if p.requires_grad} == trainable
+    rows = batch.rows(torch.arange(batch.tokens.shape[0]))
+    mask = rows["mask"].bool()
+    ref = batch.fields["ref_logprobs"][:, :mask.shape[1]][mask]
+    torch.testing.assert_close(ref, _full_row_logprobs(sft_model, rows)[mask], atol=1e-4, rtol=0)
+    assert float((ref - _full_row_logprobs(base, rows)[mask]).abs().max()) > 1e-2
+    frozen = {name: p.detach().clone() for name, p in policy.named_parameters() if name not in trainable}
+    trained = {name: p.detach().clone() for name, p in policy.named_parameters() if name in trainable}
+    _train(policy, tokenizer, rl, reward_cfg, reference_adapter=adapter)
+    assert all(torch.equal(frozen[name], p) for name, p in policy.named_parameters() if name in frozen)
+    assert any(not torch.equal(trained[name], p) for name, p in policy.named_parameters() if name in trained)
+    with module._reference_model() as reference_model:
+        after = _full_row_logprobs(reference_model, rows)[mask]
+    torch.testing.assert_close(after, ref, atol=1e-4, rtol=0)
+    with torch.no_grad():
+        policy.eval()
+        assert float((_full_row_logprobs(policy, rows)[mask] - ref).abs().max()) > 1e-3
+
+
+def test_rl_trains_without_dropout_so_the_first_ratio_is_one(tiny, rl_config):
+    """LoRA dropout 0.05 and attention dropout are turned off: the update's training-mode forward gives the
+    sampler's log-probs, the same at every call, and the first update clips nothing."""
+    from cmt.models import wrap_lora
+
+    model, tokenizer = tiny
+    for module in model.modules():
+        if hasattr(module, "attention_dropout"):
+            module.attention_dropout = 0.1
+    policy = wrap_lora(model, _lora_cfg(0.05)["lora"])
+    for name, p in policy.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.1)
+    policy.train()
+    rl, reward_cfg = rl_config("grpo", kl_coef=0.0)
+    module = RLModule(policy, tokenizer, generate("train", 4, seed=1), [],
+                      lambda q: render_prompt(q, "Question: {question}\nAnswer:"), rl,
+                      validate_rl_config(rl, reward_cfg), lambda params: torch.optim.AdamW(params, lr=1e-3))
+    batch, _ = module._score(module.problems[:2])
     assert policy.training
     rows = batch.rows(torch.arange(batch.tokens.shape[0]))
     mask = rows["mask"].bool()
     with torch.no_grad():
-        expected = token_logprobs(_full_rows(_logits(base), rows), rows["tokens"])
-    torch.testing.assert_close(batch.fields["ref_logprobs"][:, :mask.shape[1]][mask], expected[mask], atol=1e-4,
-                               rtol=0)
-    frozen = {name: p.detach().clone() for name, p in policy.named_parameters() if not p.requires_grad}
-    trained = {name: p.detach().clone() for name, p in policy.named_parameters() if p.requires_grad}
-    _train(policy, tokenizer, rl, reward_cfg)
-    assert all(torch.equal(frozen[name], p) for name, p in policy.named_parameters() if name in frozen)
-    assert any(not torch.equal(trained[name], p) for name, p in policy.named_parameters() if name in trained)
+        first, _ = module._forward(policy, rows)
+        second, _ = module._forward(policy, rows)
+    assert torch.equal(first[mask], second[mask])
+    torch.testing.assert_close(first[mask], rows["old_logprobs"][mask], atol=2e-4, rtol=0)
+    _, stats = module._loss(rows, float(rows["mask"].sum()), rows["tokens"].shape[0])
+    assert stats["train/clip_fraction"] == 0.0
+
+
+def test_the_kl_loss_follows_loss_aggregation(tiny, rl_config):
+    """With ``kl_mode: loss`` the KL term is aggregated like the policy loss (GRPO: a mean over sequences of each
+    sequence's token mean), not always a token mean: rollouts of different lengths tell the two apart."""
+    from cmt.rl.losses import aggregate, kl_penalty
+
+    model, tokenizer = tiny
+    reference = copy.deepcopy(model).eval().requires_grad_(False)
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(0)) * 0.02)
+    rl, reward_cfg = rl_config("grpo", kl_coef=0.5, kl_mode="loss", group_size=4, max_new_tokens=48)
+    assert rl.loss_aggregation == "sequence_mean"
+    module = RLModule(model, tokenizer, generate("train", 2, seed=3), [],
+                      lambda q: render_prompt(q, "Question: {question}\nAnswer:"), rl,
+                      validate_rl_config(rl, reward_cfg), lambda params: torch.optim.AdamW(params, lr=1e-3),
+                      reference=reference)
+    batch, _ = module._score(module.problems)
+    rows = batch.rows(torch.arange(batch.tokens.shape[0]))
+    assert len(set(batch.lengths.tolist())) > 1
+    tokens, sequences = float(rows["mask"].sum()), rows["tokens"].shape[0]
+    with torch.no_grad():
+        with_kl, _ = module._loss(rows, tokens, sequences)
+        rl.kl_coef = 0.0
+        without, _ = module._loss(rows, tokens, sequences)
+        logprobs, _ = module._forward(model, rows)
+    kl = kl_penalty(logprobs, rows["ref_logprobs"], "k3")
+    expected = 0.5 * aggregate(kl, rows["mask"], "sequence_mean")
+    assert abs(float(expected - 0.5 * aggregate(kl, rows["mask"], "token_mean"))) > 1e-4
+    torch.testing.assert_close(with_kl - without, expected, atol=1e-6, rtol=1e-4)
+
+
+class _SameRollouts(pl.Callback):
+    """Reseed the rollout sampler before every step and record whether the policy and the critic have moved."""
+
+    def __init__(self, policy, critic):
+        self.policy, self.critic = policy, critic
+        self.start = [{n: p.detach().clone() for n, p in m.named_parameters()} for m in (policy, critic)]
+        self.moved: list[tuple[bool, bool]] = []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        module.generator.manual_seed(0)
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.moved.append(tuple(any(not torch.equal(start[n], p) for n, p in m.named_parameters())
+                                for m, start in zip((self.policy, self.critic), self.start)))
+
+
+def test_critic_warmup_trains_only_the_critic_and_explained_variance_rises(tiny, rl_config):
+    """PPO's first ``rl.critic.warmup_steps`` RL steps update the critic alone; on a fixed toy task (the same
+    rollouts every step) the logged explained variance of the returns by the critic's values starts at 0 (the
+    zero-initialised head) and rises as it learns. The policy's learning rate then warms up linearly."""
+    model, tokenizer = tiny
+    critic = Critic(copy.deepcopy(model).model, model.config.hidden_size).train()
+    model.train()
+    rl, reward_cfg = rl_config("ppo", kl_coef=0.0, steps=8, warmup_steps=1, mini_batch_size=4, micro_batch_size=4,
+                               **{"critic.warmup_steps": 6})
+    module = RLModule(model, tokenizer, generate("train", 2, seed=0), [],
+                      lambda q: render_prompt(q, "Question: {question}\nAnswer:"), rl,
+                      validate_rl_config(rl, reward_cfg), lambda params: torch.optim.AdamW(params, lr=1e-3),
+                      critic=critic, critic_optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3))
+    record = _SameRollouts(model, critic)
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=0, accelerator="cpu", callbacks=[record])
+    trainer.fit(module, DataLoader([[0, 1]] * 8, batch_size=None))
+    assert record.moved == [(False, True)] * 6 + [(True, True)] * 2
+    assert [h["train/lr"] for h in module.history] == [0.0] * 6 + [5e-4, 1e-3]
+    variance = [h["train/explained_variance"] for h in module.history]
+    assert abs(variance[0]) < 1e-6
+    # The first update overshoots (negative), then every warm-up step explains more than the one before.
+    assert all(later > earlier for earlier, later in zip(variance[1:6], variance[2:6]))
+    assert variance[5] > 0.3
+
+
+def test_zero_variance_groups_counts_groups_whose_outcomes_agree(tiny, rl_config):
+    """Under CCRL's continuous reward the rewards of a group almost never tie; the metric counts the groups whose
+    answers are all right or all wrong, read from the reward's outcome term."""
+    from cmt.rewards.combine import compute_rewards
+
+    model, tokenizer = tiny
+    rl, reward_cfg = rl_config("grpo", kl_coef=0.0, prompts_per_step=4, group_size=4, max_new_tokens=48)
+    reward = validate_rl_config(rl, reward_cfg)
+    module = RLModule(model, tokenizer, generate("train", 4, seed=5), [],
+                      lambda q: render_prompt(q, "Question: {question}\nAnswer:"), rl, reward,
+                      lambda params: torch.optim.AdamW(params, lr=1e-3))
+    module.generator.manual_seed(0)
+    rollouts, _, _ = module._rollout(module.problems)
+    rewards = compute_rewards(rollouts, module.problems, reward)
+    outcomes = torch.tensor(rewards.terms["outcome"]).view(4, 4)
+    totals = rewards.scores().view(4, 4)
+    agree = (outcomes.max(1).values == outcomes.min(1).values).float().mean()
+    tied = (totals.max(1).values == totals.min(1).values).float().mean()
+    assert agree > tied, "the sample must have a group whose outcomes agree but whose rewards differ"
+    module.generator.manual_seed(0)
+    _, metrics = module._score(module.problems)
+    assert metrics["train/zero_variance_groups"] == pytest.approx(float(agree))
+
+
+def _spreads(module, seed):
+    """The reward spread (max - min) of each group the module samples for its first problems from ``seed``."""
+    from cmt.rewards.combine import compute_rewards
+
+    group, n = int(module.rl.group_size), int(module.rl.prompts_per_step)
+    module.generator.manual_seed(seed)
+    rollouts, _, _ = module._rollout(module.problems[:n])
+    groups = compute_rewards(rollouts, module.problems[:n], module.reward).scores().view(-1, group)
+    return sorted((groups.max(1).values - groups.min(1).values).tolist(), reverse=True)
+
+
+def _dapo(tiny, rl_config, **overrides):
+    model, tokenizer = tiny
+    rl, reward_cfg = rl_config("dapo", prompts_per_step=4, group_size=2, mini_batch_size=4, micro_batch_size=2,
+                               max_new_tokens=32, **overrides)
+    steps = []
+
+    def optimizer(params):
+        adamw = torch.optim.AdamW(params, lr=1e-3)
+        adamw.register_step_post_hook(lambda *args: steps.append(1))
+        return adamw
+
+    module = RLModule(model, tokenizer, generate("train", 16, seed=0), [],
+                      lambda q: render_prompt(q, "Question: {question}\nAnswer:"), rl,
+                      validate_rl_config(rl, reward_cfg), optimizer)
+    return module, steps
+
+
+def test_dynamic_sampling_refills_the_batch_with_varied_groups(tiny, rl_config):
+    """A first round with one varied group (of 4) is topped up by more sampling rounds to 4 varied groups."""
+    module, _ = _dapo(tiny, rl_config, **{"dynamic_sampling.max_rounds": 12})
+    spreads = _spreads(module, seed=0)
+    module.rl.dynamic_sampling.tolerance = (spreads[0] + spreads[1]) / 2
+    module.generator.manual_seed(0)
+    batch, metrics = module._score(module.problems[:4])
+    assert metrics["train/sampling_rounds"] > 1 and metrics["train/kept_groups"] == 4.0
+    assert batch.tokens.shape[0] == 8 and bool(batch.fields["keep"].all())
+    # Every trained group varies by more than the tolerance: its two rollouts' advantages are +-spread/2 (the
+    # outcomes agree, so the outcome scale divides by 1).
+    advantages = batch.fields["advantages"][:, 0].view(4, 2)
+    assert bool((advantages[:, 0] - advantages[:, 1]).abs().gt(module.rl.dynamic_sampling.tolerance).all())
+    # The prompt and completion of each kept rollout line up: the sampler's log-probs are the policy's own.
+    rows = batch.rows(torch.arange(8))
+    with torch.no_grad():
+        recomputed, _ = module._forward(module.policy, rows)
+    mask = rows["mask"].bool()
+    torch.testing.assert_close(recomputed[mask], rows["old_logprobs"][mask], atol=2e-4, rtol=0)
+
+
+def test_a_ragged_remainder_of_kept_rollouts_gets_no_optimizer_step(tiny, rl_config):
+    """Without refill rounds, 3 varied groups of 2 = 6 rollouts fill one mini-batch of 4; the other 2 are left out
+    instead of getting a full optimizer step of their own."""
+    module, steps = _dapo(tiny, rl_config, **{"dynamic_sampling.max_rounds": 1})
+    spreads = _spreads(module, seed=0)
+    module.rl.dynamic_sampling.tolerance = (spreads[2] + spreads[3]) / 2
+
+    class Reseed(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            pl_module.generator.manual_seed(0)
+
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=0, accelerator="cpu", callbacks=[Reseed()])
+    trainer.fit(module, DataLoader([[0, 1, 2, 3]], batch_size=None))
+    [metrics] = module.history
+    assert metrics["train/kept_groups"] == 3.0 and metrics["train/updated_rollouts"] == 4.0
+    assert len(steps) == 1
