@@ -61,7 +61,7 @@ class RewardConfig:
     granularity: str = "sequence"
     extraction: str = "flexible"
     confidence: str = "geometric_mean"
-    correctness: str = "arithmetic"
+    correctness: str = "problem"
     calibration_score: str = "signed"
     step_aggregation: str = "mean"
     log_eps: float = 0.01
