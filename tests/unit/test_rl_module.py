@@ -77,6 +77,9 @@ def test_a_chunked_lm_head_gives_the_same_scores_losses_and_gradients(tiny, rl_c
         module.generator.manual_seed(0)
         model.train()
         batch, _ = module._score(problems)
+        # Advantages that are not all 0: the untrained model's rollouts are cut without an answer and score
+        # alike (no answer counts as a confident wrong one), which would leave only the KL term's gradient.
+        batch.fields["advantages"] = torch.linspace(-1, 1, batch.tokens.numel()).reshape(batch.tokens.shape)
         rows = batch.rows(torch.arange(batch.tokens.shape[0]))
         model.zero_grad(set_to_none=True)
         loss, stats = module._loss(rows, float(batch.mask.sum()), batch.tokens.shape[0])
