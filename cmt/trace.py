@@ -123,7 +123,8 @@ def cut_plan(tokenizer, token_ids: Sequence[int], plan_end: str) -> tuple[int, s
     text, offsets = decode_with_offsets(tokenizer, list(token_ids))
     special = set(tokenizer.all_special_ids)
     end = len(text)
-    marker = text.lower().find(plan_end.lower())
+    # Lower-cased one character per character (str.lower may lengthen a non-ASCII one), so indices match.
+    marker = text.encode("ascii", "replace").decode().lower().find(plan_end.lower())
     if marker >= 0:
         end = marker
     for index, token in enumerate(token_ids):
