@@ -17,9 +17,19 @@ placed at its last token. So leaving the answer out never scores above stating a
 score and aggregation: ``-1`` is the lowest signed score, ``0`` the lowest Brier score and ``log eps`` the
 lowest log score.
 
-The step scores of a rollout are reduced to one number (``reward.step_aggregation``): ``mean``
-(default), ``min`` (the worst step) or ``sum`` (more steps, more weight). In step granularity each step's
-share of that number is placed at the step's last token, so the shares always add up to the sequence value.
+The step scores of a rollout are reduced to one number (``reward.step_aggregation``):
+
+- ``per_gold_step`` (default): the sum of the scores divided by the number of steps of the gold solution
+  plus one (the answer), ``1 + len(problem.intermediate)``, and kept within the score's range; the mean on
+  problems without gold intermediate values. The divisor is the problem's, not the rollout's, so writing
+  more steps cannot dilute the score of a confident wrong answer: a step whose score is at most 0 (every
+  wrong step under ``signed`` and ``log``) never raises the term.
+- ``mean`` (the same scale however many steps a rollout writes; but doubtful extra steps dilute the
+  others, so it can be raised by writing wrong steps at low confidence), ``min`` (the worst step) or
+  ``sum`` (more steps, more weight).
+
+In step granularity each step's share is placed at the step's last token, so the shares always add up to
+the sequence value.
 """
 
 from __future__ import annotations
@@ -36,7 +46,7 @@ from cmt.rewards.steps import Step, find_steps
 from cmt.rewards.types import Rollout
 
 CALIBRATION_SCORES = ("signed", "brier", "log")
-STEP_AGGREGATIONS = ("mean", "min", "sum")
+STEP_AGGREGATIONS = ("per_gold_step", "mean", "min", "sum")
 
 
 @dataclass(frozen=True)
@@ -83,14 +93,24 @@ def step_score(confidence: float, correct: bool, score: str = "signed", log_eps:
     raise ValueError(f"unknown calibration score {score!r}; choose one of {', '.join(CALIBRATION_SCORES)}")
 
 
-def step_shares(scores: Sequence[float], aggregation: str = "mean") -> list[float]:
+def step_shares(scores: Sequence[float], aggregation: str = "mean", gold_steps: int = 0,
+                bounds: tuple[float, float] = (-math.inf, math.inf)) -> list[float]:
     """Each step's share of the aggregated score; the shares add up to the aggregate.
 
     ``mean``: score / n each. ``sum``: the scores. ``min``: the (first) lowest score, 0 for the others.
+    ``per_gold_step``: score / (1 + ``gold_steps``) each, scaled down together when their sum leaves
+    ``bounds`` (the score's range); with ``gold_steps`` 0 (no gold values), as ``mean``.
 
     Raises:
         ValueError: For an unknown aggregation.
     """
+    if aggregation == "per_gold_step":
+        if not gold_steps:
+            return step_shares(scores, "mean")
+        shares = [s / (1 + gold_steps) for s in scores]
+        total = sum(shares)
+        clipped = min(max(total, bounds[0]), bounds[1])
+        return [share * clipped / total for share in shares] if clipped != total else shares
     if aggregation == "mean":
         return [s / len(scores) for s in scores]
     if aggregation == "sum":
@@ -101,9 +121,15 @@ def step_shares(scores: Sequence[float], aggregation: str = "mean") -> list[floa
     raise ValueError(f"unknown step aggregation {aggregation!r}; choose one of {', '.join(STEP_AGGREGATIONS)}")
 
 
+def score_range(score: str = "signed", log_eps: float = 0.01) -> tuple[float, float]:
+    """The lowest and highest value :func:`step_score` gives under ``score``."""
+    return {"signed": (-1.0, 1.0), "brier": (0.0, 1.0), "log": (math.log(log_eps), math.log(1.0 - log_eps))}[score]
+
+
 def calibration_step_term(rollouts: Sequence[Rollout], problems: Sequence[Problem], *, extraction: str = "flexible",
                           confidence: str = "geometric_mean", correctness: str = "problem",
-                          calibration_score: str = "signed", step_aggregation: str = "mean", log_eps: float = 0.01,
+                          calibration_score: str = "signed", step_aggregation: str = "per_gold_step",
+                          log_eps: float = 0.01,
                           **_settings) -> list[list[tuple[int, float]]]:
     """Per rollout, ``(token index, share)`` for each judged step: the share sits at the value's last token.
 
@@ -119,7 +145,10 @@ def calibration_step_term(rollouts: Sequence[Rollout], problems: Sequence[Proble
         if not any(j.step.is_final for j in judged):
             positions.append(len(rollout.token_ids) - 1)
             scores.append(step_score(1.0, False, calibration_score, log_eps))
-        placed.append(list(zip(positions, step_shares(scores, step_aggregation))))
+        problem = problems[rollout.problem_index]
+        shares = step_shares(scores, step_aggregation, len(problem.intermediate),
+                             score_range(calibration_score, log_eps))
+        placed.append(list(zip(positions, shares)))
     return placed
 
 

@@ -63,7 +63,7 @@ class RewardConfig:
     confidence: str = "geometric_mean"
     correctness: str = "problem"
     calibration_score: str = "signed"
-    step_aggregation: str = "mean"
+    step_aggregation: str = "per_gold_step"
     log_eps: float = 0.01
 
     @classmethod
