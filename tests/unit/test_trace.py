@@ -117,6 +117,8 @@ def test_stage_configs_choose_the_trace_per_method(cfg_factory):
     assert trace_protocol(cfg_factory([]), "comt_ccrl") == PLAN_EXECUTE  # the default pipeline's ccrl step
     with pytest.raises(ConfigError, match=r"stage.trace='plan'"):
         validate_config(cfg_factory(["stage=ccrl", "stage.trace=plan"]))
+    with pytest.raises(ConfigError, match=r"^stage.chat_execution_cue=''"):
+        validate_config(cfg_factory(["stage=ccrl", "stage.chat_execution_cue=''"]))
     with pytest.raises(ConfigError, match=r"stage.trace='plan'"):
         validate_config(cfg_factory(["stage.trace=plan"]))
 
@@ -146,3 +148,14 @@ def test_eval_generates_a_method_the_way_its_checkpoint_says(tiny, cfg_factory):
     _, planned = evaluate_traced(model, tokenizer, problems, prompts, PLAN_EXECUTE, 12, 2)
     assert [s.output for s in direct] != [s.output for s in planned]
 
+
+
+def test_a_chat_template_student_gets_the_chat_cue(tiny, cfg_factory):
+    _, tokenizer = tiny
+    chat = type(tokenizer).from_pretrained(tokenizer.name_or_path)
+    chat.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<assistant>"
+    cfg = cfg_factory(["stage=ccrl"])
+    assert trace_protocol(cfg, "comt_ccrl", chat).cue == cfg.stage.chat_execution_cue
+    assert trace_protocol(cfg, "comt_ccrl", tokenizer).cue == "\nExecution:"  # the tiny model has no template
+    plain = cfg_factory(["stage=ccrl", "prompt.use_chat_template=false"])
+    assert trace_protocol(plain, "comt_ccrl", chat).cue == "\nExecution:"
