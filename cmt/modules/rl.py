@@ -252,7 +252,7 @@ class RLModule(pl.LightningModule):
 
     @torch.no_grad()
     def _rollout(self, problems: Sequence[Problem]):
-        """Sample ``group_size`` completions per problem under the trace protocol; rows are laid out group by group.
+        """Sample ``group_size`` completions per problem under the trace protocol, laid out group by group.
 
         ``direct``: the completions of the rendered prompts (``inputs`` has one row per problem).
         ``plan_execute``: each sampled plan, cut and followed by the execution cue, is the prompt of its
@@ -277,14 +277,13 @@ class RLModule(pl.LightningModule):
         if self.trace.name == "plan_execute":
             prompts = [t.prompt for t in traced]
         inputs = left_pad(self.tokenizer, prompts, self.device)
-        width = max(len(t.completion.token_ids) for t in traced)
-        tokens = torch.full((len(traced), width), pad_id, dtype=torch.long, device=self.device)
-        logprobs = torch.zeros((len(traced), width), dtype=torch.float32, device=self.device)
-        for row, t in enumerate(traced):
-            n = len(t.completion.token_ids)
+        lengths = [len(t.completion.token_ids) for t in traced]
+        tokens = torch.full((len(traced), max(lengths)), pad_id, dtype=torch.long, device=self.device)
+        logprobs = torch.zeros(tokens.shape, dtype=torch.float32, device=self.device)
+        for row, (t, n) in enumerate(zip(traced, lengths)):
             tokens[row, :n] = torch.tensor(t.completion.token_ids, device=self.device)
             logprobs[row, :n] = torch.tensor(t.completion.logprobs, device=self.device)
-        sampled = Sampled(tokens, logprobs, torch.tensor([len(t.completion.token_ids) for t in traced], device=self.device),
+        sampled = Sampled(tokens, logprobs, torch.tensor(lengths, device=self.device),
                           torch.tensor([t.completion.finished for t in traced], device=self.device))
         rollouts = rollouts_from_sampled(self.tokenizer, sampled, [i // group for i in range(len(problems) * group)])
         return rollouts, sampled, inputs
@@ -435,8 +434,9 @@ class RLModule(pl.LightningModule):
     # ---------------------------------------------------------------- validation
     def validation_step(self, batch_indices: list[int], batch_idx: int) -> None:
         problems = [self.val_problems[int(i)] for i in batch_indices]
-        values, _ = evaluate_traced(self.policy, self.tokenizer, problems, [self.render(p.question) for p in problems],
-                                    self.trace, int(self.rl.max_new_tokens), self.val_batch_size, desc="validate")
+        prompts = [self.render(p.question) for p in problems]
+        values, _ = evaluate_traced(self.policy, self.tokenizer, problems, prompts, self.trace,
+                                    int(self.rl.max_new_tokens), self.val_batch_size, desc="validate")
         self.log("val/accuracy", values["accuracy"], prog_bar=True, batch_size=len(problems))
         self.log("val/ece", values["ece"], batch_size=len(problems))
         self.policy.train()
