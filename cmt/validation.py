@@ -38,6 +38,7 @@ from cmt.models import ATTENTION_IMPLEMENTATIONS, DTYPES
 from cmt.rl.config import validate_rl_config
 from cmt.teachers import KINDS
 from cmt.teachers.filters import SELECTIONS
+from cmt.trace import TraceProtocol
 
 INF = math.inf
 EVAL_BACKENDS = ("hf", "vllm")
@@ -322,6 +323,15 @@ def check_rl(cfg: DictConfig, reward_key: str) -> None:
                                                    "bf16-mixed or 32-true")
 
 
+def check_trace(cfg: DictConfig) -> None:
+    """How CCRL's student generates (``stage.trace`` and its cues; `cmt.trace`), for stage=ccrl and pipelines."""
+    node = get(cfg, "stage")
+    TraceProtocol.from_mapping(node)
+    cue = node.get("chat_execution_cue")
+    if cue is not None and (not isinstance(cue, str) or not cue.strip()):
+        raise fail("stage.chat_execution_cue", cue, "must be a non-blank string, or null to use stage.execution_cue")
+
+
 def check_pretrain(cfg: DictConfig) -> None:
     """``stage=pretrain``: corpus, tokenizer, architecture (sizes that divide) and training."""
     for key in ("documents", "tokenizer_documents", "vocab_size", "epochs", "batch_size", "max_length"):
@@ -366,8 +376,8 @@ STAGE_CHECKS: dict[str, tuple[Check, ...]] = {
     "teach": (check_benchmark, check_teacher, check_teach),
     "comt_sft": (check_model, check_prompt, check_sft, check_trainer, check_strategy, check_resume),
     "cot_sft": (check_model, check_prompt, check_sft, check_trainer, check_strategy, check_resume),
-    "ccrl": (check_model, check_prompt, check_benchmark, lambda cfg: check_rl(cfg, "reward"), check_trainer,
-             check_resume),
+    "ccrl": (check_model, check_prompt, check_benchmark, lambda cfg: check_rl(cfg, "reward"), check_trace,
+             check_trainer, check_resume),
     "rl": (check_model, check_prompt, check_benchmark, lambda cfg: check_rl(cfg, "baseline_reward"),
            check_trainer, check_resume),
     "eval": (check_model, check_prompt, check_benchmark, check_eval),

@@ -31,8 +31,9 @@ from omegaconf import DictConfig
 
 from cmt.data.problem import Problem
 from cmt.eval.calibration import expected_calibration_error
-from cmt.eval.evaluate import evaluate
-from cmt.generation import left_pad, sample
+from cmt.eval.evaluate import Completion
+from cmt.eval.traced import evaluate_traced
+from cmt.generation import Sampled, left_pad, sample
 from cmt.lm_head import split_head
 from cmt.rewards.calibration import judge_steps
 from cmt.rewards.combine import RewardConfig, compute_rewards
@@ -45,6 +46,7 @@ from cmt.rl.filters import SamplingRound, gather_groups, varied_groups
 from cmt.rl.forward import completion_logprobs
 from cmt.rl.losses import aggregate, kl_penalty, policy_loss, value_loss
 from cmt.rl.masked import explained_variance, masked_mean
+from cmt.trace import TraceProtocol, generate_traced
 
 
 class Critic(torch.nn.Module):
@@ -92,6 +94,7 @@ class RLModule(pl.LightningModule):
         val_batch_size: Batch size of validation generation.
         logits_chunk_tokens: Score completions through the LM head this many tokens at a time
             (`cmt.lm_head`); None: from the model's full logits.
+        trace: How rollouts and validation generate (`cmt.trace`); None: ``direct``.
 
     Raises:
         UnsupportedHeadError: ``logits_chunk_tokens`` with a policy whose logits are not a plain projection.
@@ -102,7 +105,7 @@ class RLModule(pl.LightningModule):
                  optimizer: Callable[..., torch.optim.Optimizer], reference: torch.nn.Module | None = None,
                  critic: Critic | None = None, critic_optimizer: Callable[..., torch.optim.Optimizer] | None = None,
                  val_batch_size: int = 64, logits_chunk_tokens: int | None = None,
-                 reference_adapter: str | None = None):
+                 reference_adapter: str | None = None, trace: TraceProtocol | None = None):
         super().__init__()
         self.automatic_optimization = False
         self.policy, self.tokenizer, self.critic = policy, tokenizer, critic
@@ -118,6 +121,7 @@ class RLModule(pl.LightningModule):
         self.optimizer_factory, self.critic_optimizer_factory = optimizer, critic_optimizer
         self.val_batch_size = val_batch_size
         self.logits_chunk_tokens = logits_chunk_tokens
+        self.trace = trace or TraceProtocol()
         if logits_chunk_tokens is not None:
             split_head(policy)
         # The rollouts' sampler, seeded from the job's seed; a resumed run restores its state instead.
@@ -212,14 +216,39 @@ class RLModule(pl.LightningModule):
 
     @torch.no_grad()
     def _rollout(self, problems: Sequence[Problem]):
-        """Sample ``group_size`` completions per problem; rows are laid out group by group."""
+        """Sample ``group_size`` completions per problem under the trace protocol, laid out group by group.
+
+        ``direct``: the completions of the rendered prompts (``inputs`` has one row per problem).
+        ``plan_execute``: each sampled plan, cut and followed by the execution cue, is the prompt of its
+        rollout (``inputs`` has one row per rollout), and the execution is the completion (`cmt.trace`).
+        """
         group = int(self.rl.group_size)
-        inputs = left_pad(self.tokenizer, [self.render(p.question) for p in problems], self.device)
+        pad_id = self.tokenizer.pad_token_id
+
+        def generate(prompts: Sequence[str], num_samples: int) -> list[Completion]:
+            inputs = left_pad(self.tokenizer, prompts, self.device)
+            out = sample(self.policy, **inputs, max_new_tokens=int(self.rl.max_new_tokens), eos_ids=self.eos_ids,
+                         pad_id=pad_id, temperature=float(self.rl.temperature), generator=self.generator,
+                         num_samples=num_samples)
+            lengths = out.lengths.tolist()
+            return [Completion("", out.tokens[j, :n].tolist(), out.logprobs[j, :n].tolist(), bool(out.finished[j]))
+                    for j, n in enumerate(lengths)]
+
+        prompts = [self.render(p.question) for p in problems]
         self.policy.eval()
-        sampled = sample(self.policy, **inputs, max_new_tokens=int(self.rl.max_new_tokens), eos_ids=self.eos_ids,
-                         pad_id=self.tokenizer.pad_token_id, temperature=float(self.rl.temperature),
-                         generator=self.generator, num_samples=group)
+        traced = generate_traced(generate, self.tokenizer, prompts, self.trace, group)
         self.policy.train()
+        if self.trace.name == "plan_execute":
+            prompts = [t.prompt for t in traced]
+        inputs = left_pad(self.tokenizer, prompts, self.device)
+        lengths = [len(t.completion.token_ids) for t in traced]
+        tokens = torch.full((len(traced), max(lengths)), pad_id, dtype=torch.long, device=self.device)
+        logprobs = torch.zeros(tokens.shape, dtype=torch.float32, device=self.device)
+        for row, (t, n) in enumerate(zip(traced, lengths)):
+            tokens[row, :n] = torch.tensor(t.completion.token_ids, device=self.device)
+            logprobs[row, :n] = torch.tensor(t.completion.logprobs, device=self.device)
+        sampled = Sampled(tokens, logprobs, torch.tensor(lengths, device=self.device),
+                          torch.tensor([t.completion.finished for t in traced], device=self.device))
         rollouts = rollouts_from_sampled(self.tokenizer, sampled, [i // group for i in range(len(problems) * group)])
         return rollouts, sampled, inputs
 
@@ -310,19 +339,22 @@ class RLModule(pl.LightningModule):
 
     def _rollout_metrics(self, rollouts, problems, sampled) -> dict[str, float]:
         """Accuracy, step calibration and shape statistics of the sampled rollouts."""
-        confidences, correct = [], []
+        confidences, correct, intermediate = [], [], 0
         for rollout in rollouts:
             for step in judge_steps(rollout, problems[rollout.problem_index], extraction=self.reward.extraction,
                                     confidence=self.reward.confidence, correctness=self.reward.correctness):
                 confidences.append(step.confidence)
                 correct.append(step.correct)
+                intermediate += not step.step.is_final
         right = [c for c, k in zip(confidences, correct) if k]
         wrong = [c for c, k in zip(confidences, correct) if not k]
         lengths = sampled.lengths.float()
         return {
             "train/accuracy": sum(answer_correct(r, problems[r.problem_index], self.reward.extraction)
                                   for r in rollouts) / len(rollouts),
+            # Judged steps (the final answer included) and judged intermediate steps, per rollout.
             "train/steps_per_rollout": len(confidences) / len(rollouts),
+            "train/intermediate_steps_per_rollout": intermediate / len(rollouts),
             "train/confidence_correct_steps": sum(right) / len(right) if right else float("nan"),
             "train/confidence_wrong_steps": sum(wrong) / len(wrong) if wrong else float("nan"),
             "train/step_ece": expected_calibration_error(confidences, correct) if confidences else float("nan"),
@@ -426,8 +458,9 @@ class RLModule(pl.LightningModule):
     # ---------------------------------------------------------------- validation
     def validation_step(self, batch_indices: list[int], batch_idx: int) -> None:
         problems = [self.val_problems[int(i)] for i in batch_indices]
-        values, _ = evaluate(self.policy, self.tokenizer, problems, [self.render(p.question) for p in problems],
-                             int(self.rl.max_new_tokens), self.val_batch_size, desc="validate")
+        prompts = [self.render(p.question) for p in problems]
+        values, _ = evaluate_traced(self.policy, self.tokenizer, problems, prompts, self.trace,
+                                    int(self.rl.max_new_tokens), self.val_batch_size, desc="validate")
         self.log("val/accuracy", values["accuracy"], prog_bar=True, batch_size=len(problems))
         self.log("val/ece", values["ece"], batch_size=len(problems))
         self.policy.train()

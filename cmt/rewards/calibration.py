@@ -11,10 +11,25 @@ For a step with confidence ``c`` in [0, 1] and correctness ``y`` in {0, 1} (``re
 - ``log``: ``y log c + (1 - y) log(1 - c)`` with ``c`` clipped to [eps, 1 - eps]; range [log eps, 0].
   Proper, and harsher than Brier on confident mistakes.
 
-The step scores of a rollout are reduced to one number (``reward.step_aggregation``): ``mean``
-(default), ``min`` (the worst step) or ``sum`` (more steps, more weight). A rollout with no judged step
-scores 0. In step granularity each step's share of that number is placed at the step's last token, so
-the shares always add up to the sequence value.
+A rollout that gives no final answer (none can be extracted; for a truncated rollout, no answer sentence)
+is scored as if it had answered wrongly at full confidence: one more step with ``c = 1`` and ``y = 0``,
+placed at its last token. So leaving the answer out never scores above stating a wrong one, under any
+score and aggregation: ``-1`` is the lowest signed score, ``0`` the lowest Brier score and ``log eps`` the
+lowest log score.
+
+The step scores of a rollout are reduced to one number (``reward.step_aggregation``):
+
+- ``per_gold_step`` (default): the sum of the scores divided by the number of steps of the gold solution
+  plus one (the answer), ``1 + len(problem.intermediate)``, and kept within the score's range; the mean on
+  problems without gold intermediate values. The divisor is the problem's, not the rollout's, so writing
+  more steps cannot dilute the score of a confident wrong answer: a step whose score is at most 0 (every
+  wrong step under ``signed`` and ``log``) never raises the term.
+- ``mean`` (the same scale however many steps a rollout writes; but doubtful extra steps dilute the
+  others, so it can be raised by writing wrong steps at low confidence), ``min`` (the worst step) or
+  ``sum`` (more steps, more weight).
+
+In step granularity each step's share is placed at the step's last token, so the shares always add up to
+the sequence value.
 """
 
 from __future__ import annotations
@@ -26,12 +41,12 @@ from dataclasses import dataclass
 from cmt.data.problem import Problem
 from cmt.rewards.confidence import step_confidence
 from cmt.rewards.correctness import step_correctness
-from cmt.rewards.outcome import answer_correct
+from cmt.rewards.outcome import answer_correct, rollout_extraction
 from cmt.rewards.steps import Step, find_steps
 from cmt.rewards.types import Rollout
 
 CALIBRATION_SCORES = ("signed", "brier", "log")
-STEP_AGGREGATIONS = ("mean", "min", "sum")
+STEP_AGGREGATIONS = ("per_gold_step", "mean", "min", "sum")
 
 
 @dataclass(frozen=True)
@@ -44,17 +59,18 @@ class JudgedStep:
 
 
 def judge_steps(rollout: Rollout, problem: Problem, *, extraction: str = "flexible",
-                confidence: str = "geometric_mean", correctness: str = "arithmetic") -> list[JudgedStep]:
-    """Find, score and judge a rollout's steps; steps that cannot be judged are left out.
+                confidence: str = "geometric_mean", correctness: str = "problem") -> list[JudgedStep]:
+    """Find, score and judge a rollout's steps; steps that are not judged are left out.
 
     Args:
         rollout: One completion with per-token log-probs and offsets.
         problem: The problem it answers.
-        extraction: Final-answer extraction (``flexible`` | ``strict``).
+        extraction: Final-answer extraction (``flexible`` | ``strict``); a truncated rollout is read strictly
+            (:func:`cmt.rewards.outcome.rollout_extraction`).
         confidence: Confidence kind (:data:`cmt.rewards.confidence.CONFIDENCE_KINDS`).
         correctness: Correctness mode (:data:`cmt.rewards.correctness.CORRECTNESS_MODES`).
     """
-    steps = find_steps(rollout.text, rollout.offsets, extraction)
+    steps = find_steps(rollout.text, rollout.offsets, rollout_extraction(rollout, extraction))
     verdicts = step_correctness(steps, problem, answer_correct(rollout, problem, extraction), correctness)
     return [JudgedStep(step, step_confidence(rollout.logprobs, step.token_indices, confidence), verdict)
             for step, verdict in zip(steps, verdicts) if verdict is not None]
@@ -77,14 +93,24 @@ def step_score(confidence: float, correct: bool, score: str = "signed", log_eps:
     raise ValueError(f"unknown calibration score {score!r}; choose one of {', '.join(CALIBRATION_SCORES)}")
 
 
-def step_shares(scores: Sequence[float], aggregation: str = "mean") -> list[float]:
+def step_shares(scores: Sequence[float], aggregation: str = "mean", gold_steps: int = 0,
+                bounds: tuple[float, float] = (-math.inf, math.inf)) -> list[float]:
     """Each step's share of the aggregated score; the shares add up to the aggregate.
 
     ``mean``: score / n each. ``sum``: the scores. ``min``: the (first) lowest score, 0 for the others.
+    ``per_gold_step``: score / (1 + ``gold_steps``) each, scaled down together when their sum leaves
+    ``bounds`` (the score's range); with ``gold_steps`` 0 (no gold values), as ``mean``.
 
     Raises:
         ValueError: For an unknown aggregation.
     """
+    if aggregation == "per_gold_step":
+        if not gold_steps:
+            return step_shares(scores, "mean")
+        shares = [s / (1 + gold_steps) for s in scores]
+        total = sum(shares)
+        clipped = min(max(total, bounds[0]), bounds[1])
+        return [share * clipped / total for share in shares] if clipped != total else shares
     if aggregation == "mean":
         return [s / len(scores) for s in scores]
     if aggregation == "sum":
@@ -95,27 +121,39 @@ def step_shares(scores: Sequence[float], aggregation: str = "mean") -> list[floa
     raise ValueError(f"unknown step aggregation {aggregation!r}; choose one of {', '.join(STEP_AGGREGATIONS)}")
 
 
+def score_range(score: str = "signed", log_eps: float = 0.01) -> tuple[float, float]:
+    """The lowest and highest value :func:`step_score` gives under ``score``."""
+    return {"signed": (-1.0, 1.0), "brier": (0.0, 1.0), "log": (math.log(log_eps), math.log(1.0 - log_eps))}[score]
+
+
 def calibration_step_term(rollouts: Sequence[Rollout], problems: Sequence[Problem], *, extraction: str = "flexible",
-                          confidence: str = "geometric_mean", correctness: str = "arithmetic",
-                          calibration_score: str = "signed", step_aggregation: str = "mean", log_eps: float = 0.01,
+                          confidence: str = "geometric_mean", correctness: str = "problem",
+                          calibration_score: str = "signed", step_aggregation: str = "per_gold_step",
+                          log_eps: float = 0.01,
                           **_settings) -> list[list[tuple[int, float]]]:
     """Per rollout, ``(token index, share)`` for each judged step: the share sits at the value's last token.
 
-    The shares of a rollout add up to its :func:`calibration_term` value; a rollout without judged steps
-    has an empty list.
+    A rollout without a final answer gets one more share at its last token: a wrong answer at full
+    confidence (module docstring). The shares of a rollout add up to its :func:`calibration_term` value.
     """
     placed = []
     for rollout in rollouts:
         judged = judge_steps(rollout, problems[rollout.problem_index], extraction=extraction,
                              confidence=confidence, correctness=correctness)
+        positions = [j.step.token_indices[-1] for j in judged]
         scores = [step_score(j.confidence, j.correct, calibration_score, log_eps) for j in judged]
-        shares = step_shares(scores, step_aggregation)
-        placed.append([(j.step.token_indices[-1], share) for j, share in zip(judged, shares)])
+        if not any(j.step.is_final for j in judged):
+            positions.append(len(rollout.token_ids) - 1)
+            scores.append(step_score(1.0, False, calibration_score, log_eps))
+        problem = problems[rollout.problem_index]
+        shares = step_shares(scores, step_aggregation, len(problem.intermediate),
+                             score_range(calibration_score, log_eps))
+        placed.append(list(zip(positions, shares)))
     return placed
 
 
 def calibration_term(rollouts: Sequence[Rollout], problems: Sequence[Problem], **settings) -> list[float]:
-    """The aggregated calibration score of each rollout (0.0 when it has no judged step).
+    """The aggregated calibration score of each rollout.
 
     Takes the keyword settings of :func:`calibration_step_term`.
     """

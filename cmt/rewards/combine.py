@@ -61,9 +61,9 @@ class RewardConfig:
     granularity: str = "sequence"
     extraction: str = "flexible"
     confidence: str = "geometric_mean"
-    correctness: str = "arithmetic"
+    correctness: str = "problem"
     calibration_score: str = "signed"
-    step_aggregation: str = "mean"
+    step_aggregation: str = "per_gold_step"
     log_eps: float = 0.01
 
     @classmethod

@@ -1,29 +1,38 @@
-"""Whether each step's stated result is right: True, False, or None when it cannot be judged.
+"""Whether each step's stated result is right *for this problem*: True, False, or None (not judged).
+
+Which steps are judged (every mode; :mod:`cmt.rewards.dataflow`): a step with a written expression
+(``lhs``) is judged when the expression uses an input of the problem (a quantity of the question, a result
+of an earlier judged step, a gold intermediate value), is not a trivial identity (its result equals one of
+its operands: ``x * 1``, ``x + 0``) and states a value no earlier judged step stated (no repeats). A step
+without an expression (``bought = 15``) is judged only against gold intermediate values, and not when it
+restates an input. The final answer is always judged, against the gold answer.
 
 Modes (``reward.correctness``):
 
-- ``arithmetic`` (default): the step's left-hand side, evaluated by the safe parser, equals its value
-  (``5 * 3 = 15`` is right, ``5 * 3 = 16`` wrong). Needs no gold data, so it works on every benchmark,
-  and it judges what the model executed. A step without an expression (``bought = 15``) is None.
-- ``reference``: the value is one of the problem's gold intermediate values or its gold answer. A
-  problem without gold intermediates (``Problem.intermediate`` empty) leaves its steps None.
-- ``outcome``: every step takes the final answer's correctness (the crudest credit assignment).
+- ``problem`` (default): where the problem has gold intermediate values (the synthetic world's programs,
+  GSM8K's ``<<48/2=24>>`` annotations), a step is right when its arithmetic is right *and* its value is
+  one of the gold intermediate values or the gold answer: ``left = 20 + 15 = 35`` is wrong where the
+  problem subtracts. Elsewhere a dataflow check: the step's arithmetic is right, and its result is used,
+  by a later judged step or as the final answer (a true but dead-end computation over the question's
+  numbers is not judged, so padding cannot raise a reward where no gold values exist).
+- ``outcome``: every judged step takes the final answer's correctness (the crudest credit assignment).
 
-In every mode the final-answer step is judged against the gold answer: that is what its correctness means.
 Steps judged None are left out of the calibration term.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 from fractions import Fraction
 
 from cmt.data.answers import is_correct
 from cmt.data.problem import Problem
 from cmt.rewards.arith import ExpressionError, evaluate
+from cmt.rewards.dataflow import is_trivial, numbers_in, question_quantities, uses_inputs, value_of
 from cmt.rewards.steps import Step
 
-CORRECTNESS_MODES = ("arithmetic", "reference", "outcome")
+CORRECTNESS_MODES = ("problem", "outcome")
 # Longest written value compared exactly (longer ones are not results a model computes).
 _MAX_VALUE_CHARS = 64
 
@@ -52,37 +61,91 @@ def arithmetic_matches(lhs: str, value: str) -> bool | None:
     return decimals > 0 and abs(result - written) <= Fraction(5, 10 ** (decimals + 1))
 
 
-def _reference_matches(value: str, problem: Problem) -> bool | None:
+def _as_text(value: float | int | str) -> str:
+    """A gold intermediate value as a plain decimal string (``30.0`` -> ``"30"``, ``4.5`` -> ``"4.5"``)."""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else format(Decimal(repr(value)), "f")
+    return str(value)
+
+
+def gold_values(problem: Problem) -> list[str]:
+    """The gold intermediate values and the gold answer, as strings; empty when the data has no intermediates."""
     if not problem.intermediate:
-        return None
-    references = [str(v) for v in problem.intermediate] + [problem.gold]
-    return any(is_correct(value, reference) for reference in references)
+        return []
+    return [_as_text(v) for v in problem.intermediate] + [problem.gold]
+
+
+def _candidates(steps: Sequence[Step], problem: Problem, golds: list[str]) -> list[bool]:
+    """Which intermediate steps are judged at all (the module docstring's rules), in order."""
+    stated_by_question = question_quantities(problem.question)
+    inputs = set(stated_by_question) | {v for v in map(value_of, golds) if v is not None}
+    stated: set[Fraction] = set()
+    judged = []
+    for step in steps:
+        value = value_of(step.value) if len(step.value) <= _MAX_VALUE_CHARS else None
+        if step.is_final or value is None:
+            judged.append(False)
+            continue
+        if step.lhs is None:
+            # A bare value is a claim only the gold values can check; restating an input claims nothing.
+            keep = bool(golds) and value not in stated_by_question and value not in stated
+        else:
+            operands = numbers_in(step.lhs)
+            keep = uses_inputs(operands, inputs | stated) and not is_trivial(operands, value) and value not in stated
+        judged.append(keep)
+        if keep:
+            stated.add(value)
+    return judged
+
+
+def _used(steps: Sequence[Step], judged: list[bool]) -> list[bool]:
+    """For the dataflow check: whether each judged step's value feeds a later judged step or is the answer."""
+    needed = {value_of(s.value) for s in steps if s.is_final}
+    used = [False] * len(steps)
+    for index in range(len(steps) - 1, -1, -1):
+        step = steps[index]
+        if judged[index] and value_of(step.value) in needed:
+            used[index] = True
+            needed.update(numbers_in(step.lhs or ""))
+    return used
 
 
 def step_correctness(steps: Sequence[Step], problem: Problem, answer_correct: bool,
-                     mode: str = "arithmetic") -> list[bool | None]:
+                     mode: str = "problem") -> list[bool | None]:
     """Judge each step of one completion.
 
     Args:
-        steps: The completion's steps (:func:`cmt.rewards.steps.find_steps`).
-        problem: The problem it answers (gold answer, gold intermediate values).
+        steps: The completion's steps (:func:`cmt.rewards.steps.find_steps`), in text order.
+        problem: The problem it answers (question, gold answer, gold intermediate values).
         answer_correct: Whether its final answer is correct (:func:`cmt.rewards.outcome.answer_correct`).
-        mode: ``arithmetic``, ``reference`` or ``outcome``.
+        mode: ``problem`` or ``outcome``.
 
     Returns:
-        One verdict per step: True, False, or None (cannot be judged in this mode).
+        One verdict per step: True, False, or None (not judged: see the module docstring).
 
     Raises:
         ValueError: For an unknown mode.
     """
     if mode not in CORRECTNESS_MODES:
         raise ValueError(f"unknown correctness mode {mode!r}; choose one of {', '.join(CORRECTNESS_MODES)}")
+    golds = gold_values(problem)
+    judged = _candidates(steps, problem, golds)
+    if not golds:
+        judged = [j and u for j, u in zip(judged, _used(steps, judged))]
     verdicts: list[bool | None] = []
-    for step in steps:
-        if step.is_final or mode == "outcome":
+    for step, keep in zip(steps, judged):
+        if step.is_final:
             verdicts.append(answer_correct)
-        elif mode == "arithmetic":
-            verdicts.append(None if step.lhs is None else arithmetic_matches(step.lhs, step.value))
+        elif not keep:
+            verdicts.append(None)
+        elif mode == "outcome":
+            verdicts.append(answer_correct)
         else:
-            verdicts.append(_reference_matches(step.value, problem))
+            arithmetic = True if step.lhs is None else arithmetic_matches(step.lhs, step.value)
+            if arithmetic is None:
+                verdicts.append(None)
+            elif golds:
+                verdicts.append(arithmetic and any(is_correct(step.value, gold) for gold in golds))
+            else:
+                verdicts.append(arithmetic)
     return verdicts

@@ -15,9 +15,19 @@ from cmt.rewards.steps import extract_answer
 from cmt.rewards.types import Rollout
 
 
+def rollout_extraction(rollout: Rollout, extraction: str = "flexible") -> str:
+    """The extraction that reads a rollout's answer: ``extraction``, but ``strict`` for a truncated rollout.
+
+    A rollout cut at ``max_new_tokens`` has not given an answer unless it wrote the answer sentence: its
+    last number is whatever it was computing when cut, and letting that count would reward running out of
+    tokens on a lucky number (and rambling through candidate numbers).
+    """
+    return extraction if rollout.finished else "strict"
+
+
 def answer_correct(rollout: Rollout, problem: Problem, extraction: str = "flexible") -> bool:
-    """Whether the rollout's extracted final answer equals the problem's gold answer."""
-    return is_correct(extract_answer(rollout.text, extraction), problem.gold)
+    """Whether the rollout's extracted final answer (:func:`rollout_extraction`) equals the gold answer."""
+    return is_correct(extract_answer(rollout.text, rollout_extraction(rollout, extraction)), problem.gold)
 
 
 def well_formed(rollout: Rollout) -> bool:

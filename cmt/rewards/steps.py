@@ -8,7 +8,8 @@ whose log-probabilities give the confidence. Two kinds of step are found:
   ``15`` in ``bought = 5 * 3 = 15.``, ``7`` in ``<<3+4=7>>``. Its ``lhs`` is the arithmetic written just
   before the ``=`` (``5 * 3``) when that contains a binary operator, else None (``bought = 15``).
 - **final**: the answer, extracted exactly as evaluation extracts it (:mod:`cmt.data.answers`), located at
-  its last occurrence in the text. After CoMT-SFT a completion is number-free meta-thoughts followed by
+  its occurrence right after the answer marker (its last occurrence when it comes from the last-number
+  fallback). After CoMT-SFT a completion is number-free meta-thoughts followed by
   ``The answer is N.``, so the final answer is often the only step; it is always found when an answer
   can be extracted, so the calibration term always has something to score.
 
@@ -26,6 +27,8 @@ from cmt.generation import tokens_in_span
 from cmt.rewards.arith import ExpressionError, evaluate
 
 EXTRACTIONS = ("flexible", "strict")
+# The sentences strict extraction reads the answer after (cmt.data.answers), lower case.
+_STRICT_MARKERS = ("####", "the answer is", "the final answer is")
 
 # The number shape of cmt.data.answers, so located answers line up with extracted ones.
 _NUMBER = r"-?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d{1,400})(?:\.\d{1,400})?"
@@ -105,6 +108,22 @@ def _lhs_before(text: str, equals: int, max_chars: int) -> str | None:
     return None
 
 
+def _answer_occurrence(text: str, answer: str, occurrences: list[re.Match]) -> re.Match:
+    """Where the final answer is stated: its first occurrence after the last answer marker (``The answer
+    is``, ``####``) when the marker gives it, else its last occurrence (the last-number fallback).
+
+    Reading it at the marker means a copy of the answer written after the sentence (``The answer is 7.
+    3 + 4 = 7``) cannot lend the answer its confidence.
+    """
+    if extract_strict(text) == answer:
+        lowered = text.encode("ascii", "replace").decode().lower()  # one character per character
+        marker = max(lowered.rfind(m) for m in _STRICT_MARKERS)
+        after = [m for m in occurrences if m.start() >= marker]
+        if after:
+            return after[0]
+    return occurrences[-1]
+
+
 def find_steps(text: str, offsets: Sequence[tuple[int, int]], extraction: str = "flexible",
                max_lhs_chars: int = 200) -> list[Step]:
     """All stated results of a completion, in text order, the final answer included.
@@ -135,7 +154,7 @@ def find_steps(text: str, offsets: Sequence[tuple[int, int]], extraction: str = 
     if answer is not None:
         occurrences = [m for m in _ANY_NUMBER.finditer(text) if normalize_number(m.group()) == answer]
         if occurrences:
-            span = _value_span(text, *occurrences[-1].span())
+            span = _value_span(text, *_answer_occurrence(text, answer, occurrences).span())
             tokens = tuple(tokens_in_span(offsets, *span))
             if tokens:
                 lhs = steps[span].lhs if span in steps else None

@@ -1,7 +1,9 @@
 """``stage=eval``: evaluate checkpoints on every split of the benchmark and append result rows.
 
 For each method in ``eval.methods`` (``base`` is the model as loaded), generate on each eval set (greedy,
-or ``eval.samples`` samples per problem; with the Hugging Face loop or vLLM, ``eval.backend``), score it, write the per-problem predictions under the job folder, append one row per (method, split) to
+or ``eval.samples`` samples per problem; with the Hugging Face loop or vLLM, ``eval.backend``; a method
+trained to plan, then execute, generates that way: `cmt.trace`), score it, write the per-problem
+predictions under the job folder, append one row per (method, split) to
 the run store, and print a table: rows the methods, columns the splits.
 """
 
@@ -19,12 +21,14 @@ from cmt.data.prompts import render_prompt
 from cmt.data.suite import EvalSet, eval_sets
 from cmt.errors import ConfigError
 from cmt.eval import vllm_backend
-from cmt.eval.evaluate import as_dicts, evaluate, evaluate_completions
+from cmt.eval.evaluate import as_dicts, evaluate_completions
+from cmt.eval.traced import evaluate_traced
 from cmt.logging import log_metrics
 from cmt.models import load_model, load_tokenizer, resolve_source
 from cmt.precision import device_for
 from cmt.results.store import append_rows, write_jsonl
 from cmt.stages.common import StageContext, method, require_checkpoint
+from cmt.trace import PROTOCOL_FILE, TraceProtocol
 
 
 def print_table(rows: list[dict], title: str) -> None:
@@ -71,7 +75,14 @@ def run(ctx: StageContext) -> dict[str, float]:
     sets: list[EvalSet] = eval_sets(cfg.benchmark, cfg.eval.n)
     samples, temperature = int(cfg.eval.samples), float(cfg.eval.temperature)
     rows, metrics = [], {}
+    # A method trained to plan, then execute, is evaluated that way (cmt/trace.py; trace.json beside it).
+    traces = {name: TraceProtocol.load(checkpoint) for name, checkpoint in checkpoints.items()}
+    for name, trace in traces.items():
+        if trace.name != "direct" and cfg.eval.backend == "vllm":
+            raise ConfigError(f"eval.backend=vllm cannot yet generate {name} (trace {trace.name}, "
+                              f"{checkpoints[name]}/{PROTOCOL_FILE}); use eval.backend=hf for it")
     for name, checkpoint in checkpoints.items():
+        trace = traces[name]
         if cfg.eval.backend == "vllm":
             # vLLM loads the weights itself; the tokenizer renders prompts and reads answer confidence.
             adapter = checkpoint is not None and (checkpoint / "adapter_config.json").is_file()
@@ -93,10 +104,10 @@ def run(ctx: StageContext) -> dict[str, float]:
                 values, scored = evaluate_completions(tokenizer, eval_set.problems, completions,
                                                       cfg.eval.ece_bins, samples)
             else:
-                values, scored = evaluate(model, tokenizer, eval_set.problems, prompts, cfg.eval.max_new_tokens,
-                                          cfg.eval.batch_size, cfg.eval.ece_bins,
-                                          desc=f"eval {name} {eval_set.benchmark}/{eval_set.split}",
-                                          samples=samples, temperature=temperature, seed=int(cfg.seed))
+                values, scored = evaluate_traced(model, tokenizer, eval_set.problems, prompts, trace,
+                                                 cfg.eval.max_new_tokens, cfg.eval.batch_size, cfg.eval.ece_bins,
+                                                 desc=f"eval {name} {eval_set.benchmark}/{eval_set.split}",
+                                                 samples=samples, temperature=temperature, seed=int(cfg.seed))
             values["eval_time_s"] = time.perf_counter() - started
             if cfg.eval.save_predictions:
                 write_jsonl(Path(cfg.paths.output_dir) / "predictions" / name /

@@ -31,9 +31,11 @@ from cmt.modules.rl import Critic, RLModule
 from cmt.rl.config import validate_rl_config
 from cmt.stages.common import StageContext, checkpoint_dir, method, require_checkpoint
 from cmt.stages.sft import build_trainer
+from cmt.trace import TraceProtocol
 
 # The config nodes that decide what an RL run computes: a checkpoint made under other values is not resumed.
-FINGERPRINT_KEYS = ("seed", "model", "prompt", "rl", "reward", "baseline_reward", "teach.n", "benchmark", "trainer")
+FINGERPRINT_KEYS = ("seed", "model", "prompt", "rl", "reward", "baseline_reward", "teach.n", "benchmark", "trainer",
+                    "stage.trace", "stage.plan_end", "stage.execution_cue", "stage.chat_execution_cue")
 
 
 def step_indices(n_problems: int, steps: int, per_step: int, seed: int) -> list[int]:
@@ -99,6 +101,25 @@ def build_critic(cfg, checkpoint) -> Critic:
     return Critic(trunk.model, trunk.config.hidden_size).train()
 
 
+def trace_protocol(cfg, method_name: str, tokenizer=None) -> TraceProtocol:
+    """How ``method_name`` generates in RL: ``stage.trace`` for CCRL (``stage=ccrl``, or a pipeline's ccrl
+    step), always ``direct`` for the CoT-SFT + RL baseline, whose student writes its numbers in one go.
+
+    The execution cue is ``stage.chat_execution_cue`` when prompts go through the tokenizer's chat template
+    (a cue that reads as the assistant's own words), else ``stage.execution_cue``.
+
+    Raises:
+        ConfigError: A bad ``stage.trace``, ``stage.plan_end`` or cue (one line naming the key).
+    """
+    if method_name != "comt_ccrl":
+        return TraceProtocol()
+    node = dict(cfg.stage)
+    chat = bool(cfg.prompt.use_chat_template) and getattr(tokenizer, "chat_template", None)
+    if chat and node.get("chat_execution_cue") is not None:
+        node["execution_cue"] = node["chat_execution_cue"]
+    return TraceProtocol.from_mapping(node)
+
+
 def run(ctx: StageContext, method_name: str) -> dict[str, float]:
     """Train ``method_name`` (``comt_ccrl`` or ``cot_sft_rl``) by RL and save it."""
     cfg = ctx.cfg
@@ -121,10 +142,13 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
     def render(question: str) -> str:
         return render_prompt(question, cfg.prompt.template, tokenizer, cfg.prompt.use_chat_template)
 
+    trace = trace_protocol(cfg, method_name, tokenizer)
+
     module = RLModule(policy, tokenizer, train, val_problems, render, cfg.rl, reward, instantiate(cfg.rl.optimizer),
                       reference=reference, critic=critic, critic_optimizer=critic_optimizer,
                       val_batch_size=int(cfg.eval.batch_size),
-                      logits_chunk_tokens=cfg.model.get("logits_chunk_tokens"), reference_adapter=reference_adapter)
+                      logits_chunk_tokens=cfg.model.get("logits_chunk_tokens"), reference_adapter=reference_adapter,
+                      trace=trace)
     out = checkpoint_dir(cfg, method_name)
     checkpointer = Checkpointer.from_config(cfg, out, FINGERPRINT_KEYS)
     resume = checkpointer.resume_point(cfg.resume)
@@ -138,7 +162,7 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
                             limit_val_batches=1.0 if val_problems else 0, check_val_every_n_epoch=None,
                             gradient_clip_val=None, strategy="auto", devices=1, log_every_n_steps=1)
     print(f"{method_name}: {steps} RL steps of {per_step} prompts x {cfg.rl.group_size} rollouts "
-          f"({cfg.rl.name}, reward {reward_cfg.name}, {trainer.precision} precision) from {parent}")
+          f"({cfg.rl.name}, reward {reward_cfg.name}, trace {trace.name}, {trainer.precision} precision) from {parent}")
     policy.train()
     started = time.perf_counter()
     checkpointer.fit(trainer, module, resume, train_dataloaders=train_loader, val_dataloaders=val_loader)
@@ -147,6 +171,8 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
         # The checkpoint holds the trained adapter only (the reference is its parent's, already on disk).
         module.policy.delete_adapter(reference_adapter)
     save_model(module.policy, tokenizer, out)
+    # stage=eval generates for this method the way it was trained (cmt/trace.py).
+    trace.save(out)
     ctx.save_config(out.parent)
     checkpointer.clear()
     rollout_tokens = sum(h["train/completion_length"] for h in module.history) * per_step * int(cfg.rl.group_size)

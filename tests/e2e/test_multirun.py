@@ -170,11 +170,11 @@ def test_reward_ablation_jobs_train_their_shared_sft_once(models, tmp_path):
     assert len({(f / "model.safetensors").stat().st_ino for f in [*folders, *published]}) == 1
     # Both jobs report the one training's time and tokens, and the same model's accuracy.
     trained = [r for r in rows(tmp_path) if r["method"] == "comt_sft"]
-    assert sorted({r["experiment"] for r in trained}) == ["tiny_ablation_reward/ccrl_w0.5",
-                                                          "tiny_ablation_reward/outcome_only_w0.0"]
+    assert sorted({r["experiment"] for r in trained}) == ["tiny_ablation_reward/ccrl_w0.5_plan_execute",
+                                                          "tiny_ablation_reward/outcome_only_w0.0_plan_execute"]
     assert len({(r["train_time_s"], r["train_tokens"]) for r in trained}) == 1 and trained[0]["train_time_s"] > 0
     accuracy = {(r["experiment"], r["split"]): r["accuracy"] for r in trained}
-    assert all(accuracy[("tiny_ablation_reward/ccrl_w0.5", split)] == value
+    assert all(accuracy[("tiny_ablation_reward/ccrl_w0.5_plan_execute", split)] == value
                for (experiment, split), value in accuracy.items() if experiment.endswith("outcome_only_w0.0"))
 
 

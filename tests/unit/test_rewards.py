@@ -71,6 +71,8 @@ def pieces(r, indices):
 
 PROBLEM = Problem("p0", "Mia has 12 apples. She buys 5 bags with 3 apples in each. How many?", "27",
                   {"intermediate": [15, 27]})
+# The same problem as a benchmark without gold intermediate values gives it: steps get the dataflow check.
+QUESTION_ONLY = Problem("p1", PROBLEM.question, "27")
 COT = "bought = 5 * 3 = 15. total = 12 + 15 = 27. The answer is 27."
 COMT = "Multiply the bags by the apples per bag. Add them to the apples Mia had. The answer is 27."
 
@@ -307,27 +309,55 @@ SLIP = "bought = 5 * 3 = 16. total = 12 + 16 = 28. The answer is 28."
 
 
 @pytest.mark.parametrize("mode, problem, expected", [
-    # 5 * 3 = 16 is wrong, 12 + 16 = 28 is right arithmetic, the answer 28 != 27 is wrong.
-    ("arithmetic", PROBLEM, [False, True, False]),
-    # Neither 16 nor 28 is among the gold values [15, 27, 27].
-    ("reference", PROBLEM, [False, False, False]),
+    # Neither 16 nor 28 is among the gold values [15, 27, 27]: 5 * 3 = 16 and the right sum 12 + 16 = 28 are
+    # both wrong for this problem.
+    ("problem", PROBLEM, [False, False, False]),
+    # Without gold values, the dataflow check: 5 * 3 = 16 is wrong arithmetic, 12 + 16 = 28 right arithmetic
+    # on a question quantity and an earlier result, feeding the answer; the answer 28 != 27 is wrong.
+    ("problem", QUESTION_ONLY, [False, True, False]),
     ("outcome", PROBLEM, [False, False, False]),
-    # Without gold intermediates, reference cannot judge intermediate steps; the answer is still judged.
-    ("reference", Problem("p1", "q", "27"), [None, None, False]),
+    # A question without quantities: no step uses the problem's inputs; the answer is still judged.
+    ("problem", Problem("p1", "q", "27"), [None, None, False]),
 ])
 def test_step_correctness_modes(tok, mode, problem, expected):
     r = rollout(tok, SLIP)
     assert step_correctness(find_steps(r.text, r.offsets), problem, False, mode) == expected
 
 
-def test_reference_mode_accepts_gold_values_and_arithmetic_needs_an_expression(tok):
+def test_bare_values_are_judged_only_against_gold_values(tok):
     r = rollout(tok, "bought = 15. total = 12 + 15 = 27. The answer is 27.")
     steps = find_steps(r.text, r.offsets)
-    assert step_correctness(steps, PROBLEM, True, "reference") == [True, True, True]
-    assert step_correctness(steps, PROBLEM, True, "arithmetic") == [None, True, True]
+    assert step_correctness(steps, PROBLEM, True, "problem") == [True, True, True]
+    assert step_correctness(steps, QUESTION_ONLY, True, "problem") == [None, True, True]
     assert step_correctness(steps, PROBLEM, True, "outcome") == [True, True, True]
-    with pytest.raises(ValueError, match="arithmetic, reference, outcome"):
+    # Restating a quantity of the question is not a step.
+    r = rollout(tok, "apples = 12. total = 12 + 15 = 27. The answer is 27.")
+    assert step_correctness(find_steps(r.text, r.offsets), PROBLEM, True, "problem") == [None, True, True]
+    with pytest.raises(ValueError, match="problem, outcome"):
         step_correctness(steps, PROBLEM, True, "gold")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("bought = 5 * 3 = 15. bought = 3 * 5 = 15. The answer is 27.", [True, None, False]),   # a repeat
+    ("x = 12 * 1 = 12. y = 12 + 0 = 12. The answer is 27.", [None, None, False]),          # identities
+    ("1 + 1 = 2. 40 + 2 = 42. The answer is 27.", [None, None, False]),                     # no input used
+    ("bought = 5 * 3 = 15. total = 12 + 15 = 27. The answer is 27.", [True, True, False]),
+])
+def test_steps_that_do_not_work_on_the_problem_are_not_judged(tok, text, expected):
+    r = rollout(tok, text)
+    assert step_correctness(find_steps(r.text, r.offsets), PROBLEM, False, "problem") == expected
+
+
+def test_dataflow_check_judges_only_steps_that_feed_the_answer(tok):
+    # 12 + 3 = 15 is true arithmetic over the question's numbers but leads nowhere: not judged.
+    r = rollout(tok, "a = 12 + 3 = 15. bought = 5 * 3 = 15. b = 12 + 5 = 17. The answer is 17.")
+    assert step_correctness(find_steps(r.text, r.offsets), QUESTION_ONLY, False, "problem") == [None, None, True, False]
+
+
+def test_the_answer_is_read_at_its_sentence_not_at_a_later_copy(tok):
+    r = rollout(tok, "The answer is 27. So 20 + 7 = 27.")
+    final = [s for s in find_steps(r.text, r.offsets) if s.is_final]
+    assert len(final) == 1 and final[0].char_span == (14, 16)
 
 
 # --- calibration -------------------------------------------------------------------------------------
@@ -374,14 +404,15 @@ def slip_rollout(tok, problem_index=0):
     ("log", "mean", (math.log(0.1) + math.log(0.6) + math.log(0.7)) / 3),    # -1.05670
 ])
 def test_calibration_term_by_hand(tok, score, aggregation, expected):
-    value, = calibration_term([slip_rollout(tok)], [PROBLEM], calibration_score=score, step_aggregation=aggregation)
+    value, = calibration_term([slip_rollout(tok)], [QUESTION_ONLY], calibration_score=score,
+                              step_aggregation=aggregation)
     assert value == pytest.approx(expected)
 
 
 # --- outcome, format and the combined reward -------------------------------------------------------
 
 def batch(tok):
-    """Three rollouts of PROBLEM: the slip (wrong, 3 steps), a right CoMT answer at c=0.8, a cut-off one."""
+    """Three rollouts: the slip (wrong, 3 steps), a right CoMT answer at c=0.8, a cut-off one without an answer."""
     comt = rollout(tok, COMT, lambda i, p: math.log(0.8) if p in ("2", "7") else math.log(0.99))
     cut = rollout(tok, "Multiply the bags", finished=False)
     return [slip_rollout(tok), comt, cut]
@@ -400,13 +431,14 @@ CCRL = {"weights": {"outcome": 1.0, "calibration": 0.5, "format": 0.1}}
 
 
 def test_sequence_reward_weighted_total_and_logged_means(tok):
-    out = compute_rewards(batch(tok), [PROBLEM], RewardConfig.from_mapping(CCRL))
-    # slip: 0 + .5 * -.2 + .1 * 1 = 0.0 ; comt: 1 + .5 * .8 + .1 = 1.5 ; cut: 0 (no step, no answer).
-    assert out.totals == pytest.approx([0.0, 1.5, 0.0])
+    out = compute_rewards(batch(tok), [QUESTION_ONLY], RewardConfig.from_mapping(CCRL))
+    # slip: 0 + .5 * -.2 + .1 * 1 = 0.0 ; comt: 1 + .5 * .8 + .1 = 1.5 ; cut: no answer, scored as a wrong
+    # answer at confidence 1: .5 * -1 = -0.5.
+    assert out.totals == pytest.approx([0.0, 1.5, -0.5])
     assert out.scores().tolist() == pytest.approx(out.totals)
-    assert out.terms["calibration"] == pytest.approx([-0.2, 0.8, 0.0])
-    assert out.metrics() == pytest.approx({"reward/outcome": 1 / 3, "reward/calibration": 0.2,
-                                           "reward/format": 2 / 3, "reward/total": 0.5})
+    assert out.terms["calibration"] == pytest.approx([-0.2, 0.8, -1.0])
+    assert out.metrics() == pytest.approx({"reward/outcome": 1 / 3, "reward/calibration": -0.4 / 3,
+                                           "reward/format": 2 / 3, "reward/total": 1 / 3})
     rewards = out.token_rewards(length=40)
     assert rewards.shape == (3, 40)
     # The whole total sits at each rollout's last token.
@@ -417,7 +449,7 @@ def test_sequence_reward_weighted_total_and_logged_means(tok):
 
 def test_step_reward_places_each_share_at_its_value_and_adds_up(tok):
     rollouts = batch(tok)
-    out = compute_rewards(rollouts, [PROBLEM], RewardConfig.from_mapping({**CCRL, "granularity": "step"}))
+    out = compute_rewards(rollouts, [QUESTION_ONLY], RewardConfig.from_mapping({**CCRL, "granularity": "step"}))
     rewards = out.token_rewards()
     slip = rollouts[0]
     last_digit = [s.token_indices[-1] for s in find_steps(slip.text, slip.offsets)]
@@ -430,13 +462,15 @@ def test_step_reward_places_each_share_at_its_value_and_adds_up(tok):
     answer_end = find_steps(comt.text, comt.offsets)[0].token_indices[-1]
     assert rewards[1, answer_end].item() == pytest.approx(0.4)
     assert rewards[1, out.lengths[1] - 1].item() == pytest.approx(1.1)
+    # No answer: the missing answer's share at the last token.
+    assert rewards[2, out.lengths[2] - 1].item() == pytest.approx(-0.5)
     assert rewards.sum(1).tolist() == pytest.approx(out.totals, abs=1e-6)  # float32 rows
-    assert out.totals == pytest.approx([0.0, 1.5, 0.0])
+    assert out.totals == pytest.approx([0.0, 1.5, -0.5])
 
 
 def test_token_rewards_stay_float32_when_a_true_half_precision_sets_the_default_dtype(tok):
     """Lightning's bf16-true sets torch's default dtype for the training step; rewards must not round to it."""
-    out = compute_rewards(batch(tok), [PROBLEM], RewardConfig.from_mapping({**CCRL, "granularity": "step"}))
+    out = compute_rewards(batch(tok), [QUESTION_ONLY], RewardConfig.from_mapping({**CCRL, "granularity": "step"}))
     default = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
     try:
@@ -449,17 +483,17 @@ def test_token_rewards_stay_float32_when_a_true_half_precision_sets_the_default_
 
 def test_outcome_only_logs_calibration_without_optimising_it(tok):
     config = RewardConfig.from_mapping({"weights": {"outcome": 1.0, "calibration": 0.0, "format": 0.1}})
-    out = compute_rewards(batch(tok), [PROBLEM], config)
+    out = compute_rewards(batch(tok), [QUESTION_ONLY], config)
     assert out.totals == pytest.approx([0.1, 1.1, 0.0])
-    assert out.metrics()["reward/calibration"] == pytest.approx(0.2)
+    assert out.metrics()["reward/calibration"] == pytest.approx(-0.4 / 3)
 
 
 def test_token_rewards_width_must_fit_and_batch_must_not_be_empty(tok):
-    out = compute_rewards(batch(tok), [PROBLEM], RewardConfig.from_mapping(CCRL))
+    out = compute_rewards(batch(tok), [QUESTION_ONLY], RewardConfig.from_mapping(CCRL))
     with pytest.raises(ValueError, match="shorter than the longest rollout"):
         out.token_rewards(length=3)
     with pytest.raises(ValueError, match="empty batch"):
-        compute_rewards([], [PROBLEM], RewardConfig.from_mapping(CCRL))
+        compute_rewards([], [QUESTION_ONLY], RewardConfig.from_mapping(CCRL))
 
 
 @pytest.mark.parametrize("node, message", [
