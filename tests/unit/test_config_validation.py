@@ -6,6 +6,7 @@ group option, each job of each experiment and sweep) passes, so the check never 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -124,6 +125,23 @@ def test_a_bad_value_fails_with_one_line_naming_key_and_value(cfg_factory, overr
     text = str(error.value)
     assert message in text, text
     assert "\n" not in text
+
+
+VLLM_BAD = [
+    (["vllm.kv_cache_memory_bytes=0"], "vllm.kv_cache_memory_bytes=0"),
+    (["vllm.max_model_len=-5"], "vllm.max_model_len=-5"),
+    (["vllm.gpu_memory_utilization=1.5"], "vllm.gpu_memory_utilization=1.5"),
+    (["vllm.tensor_parallel_size=0"], "vllm.tensor_parallel_size=0"),
+    (["vllm.enforce_eager=maybe"], "vllm.enforce_eager='maybe': must be true or false"),
+]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="without vLLM the install hint comes first")
+@pytest.mark.parametrize(("overrides", "message"), VLLM_BAD, ids=[" ".join(o) for o, _ in VLLM_BAD])
+def test_a_bad_vllm_engine_setting_fails_before_any_engine_starts(cfg_factory, overrides, message):
+    with pytest.raises(ConfigError) as error:
+        validate_config(cfg_factory(["stage=eval", "eval.backend=vllm", *overrides]))
+    assert message in str(error.value) and "\n" not in str(error.value)
 
 
 @pytest.mark.parametrize("overrides", [
