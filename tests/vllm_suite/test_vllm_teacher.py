@@ -21,7 +21,7 @@ from cmt.models import load_tokenizer
 from cmt.teachers.chat import ChatRequest, TeacherError
 from cmt.teachers.openai import OpenAITeacher
 from tests.conftest import ROOT
-from tests.vllm.conftest import SERVER_KEY, vllm_environment
+from tests.vllm_suite.conftest import SERVER_KEY, vllm_environment
 
 pytestmark = pytest.mark.slow
 

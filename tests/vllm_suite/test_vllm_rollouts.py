@@ -1,0 +1,87 @@
+"""RL rollouts from a colocated vLLM engine (cmt.rl.vllm_rollouts) against the built-in sampler and the trainer."""
+
+import copy
+
+import pytest
+import torch
+
+from cmt.generation import left_pad, sample
+from cmt.models import load_model
+from cmt.rl.vllm_rollouts import VLLMRollouts, truncated_importance_weights
+from cmt.vllm_engine import engine_options
+from tests.vllm_suite.conftest import model_folder, requires_vllm
+
+pytestmark = [pytest.mark.slow, requires_vllm]
+
+PROMPTS = ["Question: Mia has 12 apples. She buys 5 bags with 3 apples in each. How many apples does she have?\n"
+           "Answer:", "Question: Leo had 30 stickers and gave 9 away. How many are left?\nAnswer:"]
+ENGINE = {"max_model_len": 512, "kv_cache_memory_bytes": 64 * 2**20}
+
+
+@pytest.fixture(scope="module")
+def rollouts(tmp_path_factory):
+    """One engine for the module, on the tiny model in float32, and the trainer's copy of the same model."""
+    folder = model_folder("tiny")
+    policy, tokenizer = load_model({"source": folder, "path": None, "dtype": "float32", "lora": {"enabled": False}})
+    engine = VLLMRollouts(folder, tokenizer, engine_options(ENGINE, "float32", 0), tmp_path_factory.mktemp("sync"))
+    yield engine, policy, tokenizer
+    engine.close()
+
+
+def trainer_logprobs(model, tokenizer, prompts, sampled, num_samples, temperature):
+    """(B, T) log-probs of the sampled tokens under ``model``'s forward at ``temperature``."""
+    inputs = left_pad(tokenizer, prompts)
+    prompt_ids = inputs["input_ids"].repeat_interleave(num_samples, 0)
+    prompt_mask = inputs["attention_mask"].repeat_interleave(num_samples, 0)
+    mask = torch.arange(sampled.tokens.shape[1])[None] < sampled.lengths[:, None]
+    ids = torch.cat([prompt_ids, sampled.tokens], 1)
+    attention = torch.cat([prompt_mask, mask.long()], 1)
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=attention, position_ids=positions).logits.float()
+    logits = logits[:, prompt_ids.shape[1] - 1:-1] / temperature
+    return torch.log_softmax(logits, -1).gather(2, sampled.tokens[..., None]).squeeze(2) * mask, mask
+
+
+def test_vllm_samples_agree_in_distribution_with_the_built_in_sampler(rollouts):
+    engine, policy, tokenizer = rollouts
+    n, temperature = 128, 1.0
+    ours = engine.sample(PROMPTS, n, 12, temperature, seed=1)
+    inputs = left_pad(tokenizer, PROMPTS)
+    theirs = sample(policy.eval(), **inputs, max_new_tokens=12, eos_ids=[0, 1], pad_id=1, temperature=temperature,
+                    generator=torch.Generator().manual_seed(1), num_samples=n)
+    # vLLM's log-probs are the behaviour policy's: the trainer's forward gives the same numbers in float32.
+    scored, mask = trainer_logprobs(policy, tokenizer, PROMPTS, ours, n, temperature)
+    _, mismatch = truncated_importance_weights(scored, ours.logprobs, mask)
+    assert mismatch["rollout/is_mismatch_max"] < 1e-3
+    theirs_scored, theirs_mask = trainer_logprobs(policy, tokenizer, PROMPTS, theirs, n, temperature)
+    for half in (slice(0, n), slice(n, 2 * n)):  # per prompt
+        # Mean log-prob of a sampled completion: equal within 4 standard errors.
+        a, b = scored[half].sum(1), theirs_scored[half].sum(1)
+        error = (a.var() / n + b.var() / n).sqrt()
+        assert abs(a.mean() - b.mean()) < 4 * error + 1e-6, (a.mean(), b.mean(), error)
+        # First tokens: total variation distance between the two samples' frequencies.
+        counts = torch.stack([torch.bincount(x.tokens[half, 0], minlength=len(tokenizer)).float() / n
+                              for x in (ours, theirs)])
+        assert 0.5 * (counts[0] - counts[1]).abs().sum() < 0.15
+        assert abs(ours.lengths[half].float().mean() - theirs.lengths[half].float().mean()) < 1.5
+
+
+def test_after_a_weight_sync_vllm_greedy_outputs_equal_the_updated_trainers(rollouts):
+    engine, policy, tokenizer = rollouts
+    updated = copy.deepcopy(policy)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in updated.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.05)
+    inputs = left_pad(tokenizer, PROMPTS)
+    expected = sample(updated.eval(), **inputs, max_new_tokens=24, eos_ids=[0, 1], pad_id=1)
+    before = engine.sample(PROMPTS, 1, 24, 0.0, seed=0)
+    engine.sync(updated)
+    after = engine.sample(PROMPTS, 1, 24, 0.0, seed=0)
+    rows = lambda s: [s.tokens[i, :int(s.lengths[i])].tolist() for i in range(len(PROMPTS))]  # noqa: E731
+    assert rows(after) == rows(expected) and rows(before) != rows(expected)
+    # Log-probs too (a stale copy of the tied LM head would show here first).
+    assert torch.allclose(after.logprobs, expected.logprobs[:, :after.logprobs.shape[1]], atol=1e-3)
+    engine.sync(policy)
+    assert rows(engine.sample(PROMPTS, 1, 24, 0.0, seed=0)) == rows(before)
