@@ -312,6 +312,10 @@ def check_rl(cfg: DictConfig, reward_key: str) -> None:
         raise
     integer(cfg, "teach.n", optional=True)
     positive_int(cfg, "eval.batch_size")  # the batch of RL's validation generations
+    if get(cfg, "rl.rollout", default="hf") == "vllm":
+        from cmt import vllm_engine
+
+        vllm_engine.validate_vllm_config(get(cfg, "vllm"))
     precision = get(cfg, "trainer.precision", default=None)
     if str(precision) in ("16", "16-mixed"):
         raise fail("trainer.precision", precision, "the RL stages step their optimizers themselves, and float16's "

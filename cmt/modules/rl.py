@@ -29,7 +29,7 @@ from omegaconf import DictConfig
 from cmt.data.problem import Problem
 from cmt.eval.calibration import expected_calibration_error
 from cmt.eval.evaluate import evaluate
-from cmt.generation import left_pad, positions, sample
+from cmt.generation import Sampled, left_pad, positions, sample
 from cmt.lm_head import split_head
 from cmt.rewards.calibration import judge_steps
 from cmt.rewards.combine import RewardConfig, compute_rewards
@@ -40,6 +40,7 @@ from cmt.rl.filters import varied_groups
 from cmt.rl.forward import completion_logprobs
 from cmt.rl.losses import kl_penalty, policy_loss, value_loss
 from cmt.rl.masked import completion_mask, masked_mean
+from cmt.rl.vllm_rollouts import truncated_importance_weights
 
 
 class Critic(torch.nn.Module):
@@ -166,6 +167,9 @@ class RLModule(pl.LightningModule):
         critic: The PPO critic, or None for critic-free estimators.
         critic_optimizer: ``params -> Optimizer`` for the critic.
         val_batch_size: Batch size of validation generation.
+        rollout_engine: A colocated vLLM engine that samples the rollouts (``rl.rollout=vllm``,
+            `cmt.rl.vllm_rollouts.VLLMRollouts`), synced with the policy before each step; None: the
+            built-in sampler.
         logits_chunk_tokens: Score completions through the LM head this many tokens at a time
             (`cmt.lm_head`); None: from the model's full logits.
 
@@ -177,7 +181,7 @@ class RLModule(pl.LightningModule):
                  val_problems: Sequence[Problem], render: Callable[[str], str], rl: DictConfig, reward: RewardConfig,
                  optimizer: Callable[..., torch.optim.Optimizer], reference: torch.nn.Module | None = None,
                  critic: Critic | None = None, critic_optimizer: Callable[..., torch.optim.Optimizer] | None = None,
-                 val_batch_size: int = 64, logits_chunk_tokens: int | None = None):
+                 val_batch_size: int = 64, logits_chunk_tokens: int | None = None, rollout_engine: Any = None):
         super().__init__()
         self.automatic_optimization = False
         self.policy, self.tokenizer, self.critic = policy, tokenizer, critic
@@ -188,6 +192,7 @@ class RLModule(pl.LightningModule):
         self.optimizer_factory, self.critic_optimizer_factory = optimizer, critic_optimizer
         self.val_batch_size = val_batch_size
         self.logits_chunk_tokens = logits_chunk_tokens
+        self.rollout_engine = rollout_engine
         if logits_chunk_tokens is not None:
             split_head(policy)
         # The rollouts' sampler, seeded from the job's seed; a resumed run restores its state instead.
@@ -249,14 +254,28 @@ class RLModule(pl.LightningModule):
     def _rollout(self, problems: Sequence[Problem]):
         """Sample ``group_size`` completions per problem; rows are laid out group by group."""
         group = int(self.rl.group_size)
-        inputs = left_pad(self.tokenizer, [self.render(p.question) for p in problems], self.device)
+        prompts = [self.render(p.question) for p in problems]
+        inputs = left_pad(self.tokenizer, prompts, self.device)
+        sampled = self._sample(prompts, inputs, group)
+        rollouts = rollouts_from_sampled(self.tokenizer, sampled, [i // group for i in range(len(problems) * group)])
+        return rollouts, sampled, inputs
+
+    def _sample(self, prompts: Sequence[str], inputs: dict[str, torch.Tensor], num_samples: int) -> Sampled:
+        """``num_samples`` completions per prompt from the built-in sampler, or from the vLLM engine (given the
+        policy's current weights first)."""
+        if self.rollout_engine is not None:
+            self.rollout_engine.sync(self.policy)
+            seed = int(torch.randint(2**31 - 1, (1,), generator=self.generator))
+            sampled = self.rollout_engine.sample(prompts, num_samples, int(self.rl.max_new_tokens),
+                                                 float(self.rl.temperature), seed)
+            return Sampled(*(t.to(self.device) for t in (sampled.tokens, sampled.logprobs, sampled.lengths,
+                                                          sampled.finished)))
         self.policy.eval()
         sampled = sample(self.policy, **inputs, max_new_tokens=int(self.rl.max_new_tokens), eos_ids=self.eos_ids,
                          pad_id=self.tokenizer.pad_token_id, temperature=float(self.rl.temperature),
-                         generator=self.generator, num_samples=group)
+                         generator=self.generator, num_samples=num_samples)
         self.policy.train()
-        rollouts = rollouts_from_sampled(self.tokenizer, sampled, [i // group for i in range(len(problems) * group)])
-        return rollouts, sampled, inputs
+        return sampled
 
     @torch.no_grad()
     def _score(self, problems: Sequence[Problem]) -> tuple[Batch, dict[str, float]]:
@@ -276,6 +295,14 @@ class RLModule(pl.LightningModule):
         # Forward passes over all rollouts go micro-batch by micro-batch (with a real vocabulary the logits of
         # every rollout at once would take gigabytes), each over rollouts cheap to run together, cut to their width.
         chunks = batch.chunks(range(len(rollouts)), int(self.rl.micro_batch_size))
+        if self.rollout_engine is not None:
+            # The engine's log-probs are the behaviour policy's: the ratio starts from the trainer's own, and
+            # each token's loss is weighted by min(pi_trainer / pi_engine, cap) (cmt.rl.vllm_rollouts).
+            trainer = _per_rollout(batch, chunks, lambda rows: self._forward(self.policy, rows)[0])
+            weights, mismatch = truncated_importance_weights(trainer, batch.fields["old_logprobs"], batch.mask,
+                                                             float(self.rl.rollout_is_cap))
+            batch.fields["old_logprobs"], batch.fields["is_weights"] = trainer, weights
+            metrics.update(mismatch)
         if float(self.rl.kl_coef) > 0:
             with self._reference_model() as reference:
                 ref_logprobs = _per_rollout(batch, chunks, lambda rows: self._forward(reference, rows)[0])
@@ -363,7 +390,8 @@ class RLModule(pl.LightningModule):
         result = policy_loss(rl.policy_loss, logprobs, rows["old_logprobs"], rows["advantages"], mask,
                              clip_low=float(rl.clip_low), clip_high=float(rl.clip_high),
                              aggregation=str(rl.loss_aggregation), max_length=int(rl.max_new_tokens),
-                             num_tokens=num_tokens, num_sequences=float(num_sequences))
+                             num_tokens=num_tokens, num_sequences=float(num_sequences),
+                             token_weights=rows.get("is_weights"))
         loss = result.loss
         stats = {"train/policy_loss": result.loss.item(), "train/clip_fraction": float(result.clip_fraction),
                  "train/approx_kl": float(result.approx_kl)}

@@ -16,6 +16,7 @@ import copy
 import math
 import random
 import time
+from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
@@ -72,6 +73,22 @@ def build_critic(cfg, checkpoint) -> Critic:
     return Critic(trunk.model, trunk.config.hidden_size).train()
 
 
+def rollout_engine(cfg, parent, policy, tokenizer):
+    """The colocated vLLM engine of ``rl.rollout=vllm``, started once for the stage (`cmt.rl.vllm_rollouts`).
+
+    It loads the policy's starting weights: the SFT checkpoint (full weights), or for a LoRA policy the base
+    model, serving the adapter once the first sync saves it.
+    """
+    from cmt.models import resolve_source
+    from cmt.rl.vllm_rollouts import VLLMRollouts
+    from cmt.vllm_engine import engine_options
+
+    lora_rank = int(policy.peft_config["default"].r) if hasattr(policy, "peft_config") else None
+    base = resolve_source(cfg.model) if lora_rank is not None or parent is None else str(parent)
+    options = engine_options(cfg.vllm, str(cfg.model.get("dtype", "auto")), int(cfg.seed))
+    return VLLMRollouts(base, tokenizer, options, Path(cfg.paths.output_dir) / "vllm-sync", lora_rank)
+
+
 def run(ctx: StageContext, method_name: str) -> dict[str, float]:
     """Train ``method_name`` (``comt_ccrl`` or ``cot_sft_rl``) by RL and save it."""
     cfg = ctx.cfg
@@ -96,10 +113,11 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
     def render(question: str) -> str:
         return render_prompt(question, cfg.prompt.template, tokenizer, cfg.prompt.use_chat_template)
 
+    engine = rollout_engine(cfg, parent, policy, tokenizer) if cfg.rl.get("rollout", "hf") == "vllm" else None
     module = RLModule(policy, tokenizer, train, val_problems, render, cfg.rl, reward, instantiate(cfg.rl.optimizer),
                       reference=reference, critic=critic, critic_optimizer=critic_optimizer,
                       val_batch_size=int(cfg.eval.batch_size),
-                      logits_chunk_tokens=cfg.model.get("logits_chunk_tokens"))
+                      logits_chunk_tokens=cfg.model.get("logits_chunk_tokens"), rollout_engine=engine)
     steps, per_step = int(cfg.rl.steps), int(cfg.rl.prompts_per_step)
     out = checkpoint_dir(cfg, method_name)
     checkpointer = Checkpointer.from_config(cfg, out, FINGERPRINT_KEYS)
@@ -117,7 +135,11 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
           f"({cfg.rl.name}, reward {reward_cfg.name}, {trainer.precision} precision) from {parent}")
     policy.train()
     started = time.perf_counter()
-    checkpointer.fit(trainer, module, resume, train_dataloaders=train_loader, val_dataloaders=val_loader)
+    try:
+        checkpointer.fit(trainer, module, resume, train_dataloaders=train_loader, val_dataloaders=val_loader)
+    finally:
+        if engine is not None:
+            engine.close()
     train_time = checkpointer.earlier_time_s + time.perf_counter() - started
     save_model(module.policy, tokenizer, out)
     ctx.save_config(out.parent)

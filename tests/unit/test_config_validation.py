@@ -65,6 +65,7 @@ BAD = [
     (["eval.samples=0"], "eval.samples=0"),
     (["eval.samples=4", "eval.temperature=0"], "eval.samples=4: more than 1 needs eval.temperature > 0"),
     (["eval.backend=tgi"], "eval.backend='tgi': choose one of hf, vllm"),
+    (["rl.rollout=sglang"], "rl.rollout='sglang': choose one of hf, vllm"),
     (["eval.save_predictions=yes"], "eval.save_predictions='yes': must be true or false"),
     (["prompt.template='Question: no field'"], "prompt.template='Question: no field': must contain"),
     (["prompt.template='Q: {question} {context}'"], "prompt.template='Q: {question} {context}'"),
@@ -133,6 +134,8 @@ VLLM_BAD = [
     (["vllm.gpu_memory_utilization=1.5"], "vllm.gpu_memory_utilization=1.5"),
     (["vllm.tensor_parallel_size=0"], "vllm.tensor_parallel_size=0"),
     (["vllm.enforce_eager=maybe"], "vllm.enforce_eager='maybe': must be true or false"),
+    (["stage=ccrl", "rl.rollout=vllm", "rl.rollout_is_cap=0.5"], "rl.rollout_is_cap=0.5"),
+    (["stage=ccrl", "rl.rollout=vllm", "vllm.max_model_len=0"], "vllm.max_model_len=0"),
 ]
 
 

@@ -85,3 +85,33 @@ def test_after_a_weight_sync_vllm_greedy_outputs_equal_the_updated_trainers(roll
     assert torch.allclose(after.logprobs, expected.logprobs[:, :after.logprobs.shape[1]], atol=1e-3)
     engine.sync(policy)
     assert rows(engine.sample(PROMPTS, 1, 24, 0.0, seed=0)) == rows(before)
+
+
+def test_rl_steps_with_vllm_rollouts_sync_the_engine_and_train_the_policy(rollouts, cfg_factory):
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader
+
+    from cmt.data.prompts import render_prompt
+    from cmt.data.synthetic import generate
+    from cmt.modules.rl import RLModule
+    from cmt.rl.config import validate_rl_config
+
+    engine, policy, tokenizer = rollouts
+    model = copy.deepcopy(policy).train()
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    cfg = cfg_factory(["rl=grpo", "rl.rollout=vllm", "rl.prompts_per_step=2", "rl.group_size=4",
+                       "rl.mini_batch_size=4", "rl.micro_batch_size=4", "rl.steps=3", "rl.max_new_tokens=16",
+                       "rl.kl_coef=0"])
+    reward = validate_rl_config(cfg.rl, cfg.reward)
+    module = RLModule(model, tokenizer, generate("train", 6, seed=0), [],
+                      lambda q: render_prompt(q, "Question: {question}\nAnswer:"), cfg.rl, reward,
+                      lambda params: torch.optim.AdamW(params, lr=1e-3), rollout_engine=engine)
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=0, accelerator="cpu", precision="32-true")
+    trainer.fit(module, DataLoader([0, 1, 2, 3, 4, 5], batch_size=2, collate_fn=list))
+    assert len(module.history) == 3
+    assert all(not torch.equal(before[name], p) for name, p in model.named_parameters())
+    # Each step samples from the policy's weights of that step: the engine's log-probs are the trainer's.
+    for metrics in module.history:
+        assert metrics["rollout/is_mismatch_max"] < 1e-3, metrics
+        assert abs(metrics["rollout/is_weight_mean"] - 1.0) < 1e-3
