@@ -115,3 +115,28 @@ def test_rl_steps_with_vllm_rollouts_sync_the_engine_and_train_the_policy(rollou
     for metrics in module.history:
         assert metrics["rollout/is_mismatch_max"] < 1e-3, metrics
         assert abs(metrics["rollout/is_weight_mean"] - 1.0) < 1e-3
+
+
+def test_ccrl_stage_with_vllm_rollouts_runs_from_the_cli_and_logs_the_mismatch(tmp_path):
+    import csv
+    import math
+    import subprocess
+    import sys
+
+    from tests.conftest import FAST, ROOT
+    from tests.vllm_suite.conftest import ENGINE_OVERRIDES, vllm_environment
+
+    args = [sys.executable, "run.py", "stage=pipeline", "stage.steps=[teach,comt_sft,ccrl]", "rl=grpo",
+            "rl.rollout=vllm", "rl.prompts_per_step=2", "rl.group_size=4", "rl.mini_batch_size=8",
+            "rl.micro_batch_size=4", *[o for o in FAST if not o.startswith("logger=")], "logger=csv",
+            *ENGINE_OVERRIDES, f"paths.artifacts={tmp_path}/artifacts", f"paths.results={tmp_path}/results",
+            f"hydra.run.dir={tmp_path}/job"]
+    out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900, env=vllm_environment(tmp_path))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "comt_ccrl: 2 RL steps" in out.stdout
+    rows = [row for path in (tmp_path / "job").rglob("metrics.csv") for row in csv.DictReader(path.open())
+            if row.get("rollout/is_mismatch_max")]
+    assert len(rows) == 2
+    assert all(math.isfinite(float(r["rollout/is_mismatch_mean"])) and float(r["rollout/is_weight_mean"]) > 0
+               for r in rows)
+    assert not (tmp_path / "job" / "vllm-sync").exists()  # the engine's scratch weights are removed
