@@ -107,16 +107,18 @@ def test_a_stalled_server_is_retried_until_it_answers_and_reported_when_retries_
         resume.start()
         return resume
 
-    resume = stall(3.0)
+    # Short answers and a timeout well above their time, so that only the stall makes a request time out.
+    settings = {"timeout_s": 2.0, "max_tokens": 4}
+    resume = stall(5.0)
     try:
-        answers, failures = answer(teacher(vllm_server, timeout_s=1.0, max_retries=0), QUESTIONS)
+        answers, failures = answer(teacher(vllm_server, max_retries=0, **settings), QUESTIONS)
     finally:
         resume.join()
     assert answers == {} and set(failures) == {"key0", "key1", "key2"}
     assert failures["key0"] == "ReadTimeout (after 1 attempts)"
-    resume = stall(3.0)
+    resume = stall(5.0)
     try:
-        answers, failures = answer(teacher(vllm_server, timeout_s=1.0, max_retries=30), QUESTIONS)
+        answers, failures = answer(teacher(vllm_server, max_retries=30, **settings), QUESTIONS)
     finally:
         resume.join()
     assert failures == {} and len(answers) == len(QUESTIONS)
