@@ -12,7 +12,6 @@ calls; the value helpers are shared with it (`cmt.config_checks`).
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from collections.abc import Callable, Mapping, Sequence
 from string import Formatter
@@ -298,10 +297,11 @@ def check_eval(cfg: DictConfig, methods_key: str = "eval.methods") -> None:
     temperature = number(cfg, "eval.temperature", 0.0, INF, high_open=True)
     if samples > 1 and temperature <= 0:
         raise fail("eval.samples", samples, "more than 1 needs eval.temperature > 0 (greedy samples are identical)")
-    if choice(cfg, "eval.backend", EVAL_BACKENDS) == "vllm" and importlib.util.find_spec("vllm") is None:
-        from cmt.eval.vllm_backend import INSTALL_HINT
+    if choice(cfg, "eval.backend", EVAL_BACKENDS) == "vllm":
+        from cmt import vllm_engine
 
-        raise ConfigError(INSTALL_HINT)
+        vllm_engine.require_vllm("eval.backend")
+        vllm_engine.validate_vllm_config(get(cfg, "vllm"))
 
 
 def check_rl(cfg: DictConfig, reward_key: str) -> None:
@@ -316,6 +316,10 @@ def check_rl(cfg: DictConfig, reward_key: str) -> None:
         raise
     integer(cfg, "teach.n", optional=True)
     positive_int(cfg, "eval.batch_size")  # the batch of RL's validation generations
+    if get(cfg, "rl.rollout", default="hf") == "vllm":
+        from cmt import vllm_engine
+
+        vllm_engine.validate_vllm_config(get(cfg, "vllm"))
     precision = get(cfg, "trainer.precision", default=None)
     if str(precision) in ("16", "16-mixed"):
         raise fail("trainer.precision", precision, "the RL stages step their optimizers themselves, and float16's "

@@ -4,7 +4,8 @@ One RL step, in ``training_step``:
 
 1. **generate**: sample ``group_size`` completions per prompt with the KV cache, keeping each token's
    log-prob (these are PPO's old log-probs: the policy has not moved yet, and RL runs without dropout, so
-   they are not recomputed); DAPO's dynamic sampling samples more groups until enough of them vary;
+   they are not recomputed; with ``rl.rollout=vllm`` a colocated vLLM engine samples, and the trainer's
+   forward recomputes them); DAPO's dynamic sampling samples more groups until enough of them vary;
 2. **score**: reward terms (`cmt.rewards`), the KL penalty to the frozen reference, critic values (PPO),
    advantages (`cmt.rl.advantages`);
 3. **update**: ``epochs`` passes over the rollouts in mini-batches of ``mini_batch_size`` (one optimizer
@@ -46,6 +47,7 @@ from cmt.rl.filters import SamplingRound, gather_groups, varied_groups
 from cmt.rl.forward import completion_logprobs
 from cmt.rl.losses import aggregate, kl_penalty, policy_loss, value_loss
 from cmt.rl.masked import explained_variance, masked_mean
+from cmt.rl.vllm_rollouts import truncated_importance_weights
 from cmt.trace import TraceProtocol, generate_traced
 
 
@@ -95,6 +97,9 @@ class RLModule(pl.LightningModule):
         logits_chunk_tokens: Score completions through the LM head this many tokens at a time
             (`cmt.lm_head`); None: from the model's full logits.
         trace: How rollouts and validation generate (`cmt.trace`); None: ``direct``.
+        rollout_engine: A colocated vLLM engine that samples the rollouts (``rl.rollout=vllm``,
+            `cmt.rl.vllm_rollouts.VLLMRollouts`), synced with the policy before each step; None: the
+            built-in sampler.
 
     Raises:
         UnsupportedHeadError: ``logits_chunk_tokens`` with a policy whose logits are not a plain projection.
@@ -105,7 +110,8 @@ class RLModule(pl.LightningModule):
                  optimizer: Callable[..., torch.optim.Optimizer], reference: torch.nn.Module | None = None,
                  critic: Critic | None = None, critic_optimizer: Callable[..., torch.optim.Optimizer] | None = None,
                  val_batch_size: int = 64, logits_chunk_tokens: int | None = None,
-                 reference_adapter: str | None = None, trace: TraceProtocol | None = None):
+                 reference_adapter: str | None = None, trace: TraceProtocol | None = None,
+                 rollout_engine: Any = None):
         super().__init__()
         self.automatic_optimization = False
         self.policy, self.tokenizer, self.critic = policy, tokenizer, critic
@@ -122,6 +128,7 @@ class RLModule(pl.LightningModule):
         self.val_batch_size = val_batch_size
         self.logits_chunk_tokens = logits_chunk_tokens
         self.trace = trace or TraceProtocol()
+        self.rollout_engine = rollout_engine
         if logits_chunk_tokens is not None:
             split_head(policy)
         # The rollouts' sampler, seeded from the job's seed; a resumed run restores its state instead.
@@ -224,20 +231,17 @@ class RLModule(pl.LightningModule):
         """
         group = int(self.rl.group_size)
         pad_id = self.tokenizer.pad_token_id
+        if self.rollout_engine is not None:
+            self.rollout_engine.sync(self.policy)
 
         def generate(prompts: Sequence[str], num_samples: int) -> list[Completion]:
-            inputs = left_pad(self.tokenizer, prompts, self.device)
-            out = sample(self.policy, **inputs, max_new_tokens=int(self.rl.max_new_tokens), eos_ids=self.eos_ids,
-                         pad_id=pad_id, temperature=float(self.rl.temperature), generator=self.generator,
-                         num_samples=num_samples)
+            out = self._sample(prompts, num_samples)
             lengths = out.lengths.tolist()
             return [Completion("", out.tokens[j, :n].tolist(), out.logprobs[j, :n].tolist(), bool(out.finished[j]))
                     for j, n in enumerate(lengths)]
 
         prompts = [self.render(p.question) for p in problems]
-        self.policy.eval()
         traced = generate_traced(generate, self.tokenizer, prompts, self.trace, group)
-        self.policy.train()
         if self.trace.name == "plan_execute":
             prompts = [t.prompt for t in traced]
         inputs = left_pad(self.tokenizer, prompts, self.device)
@@ -251,6 +255,23 @@ class RLModule(pl.LightningModule):
                           torch.tensor([t.completion.finished for t in traced], device=self.device))
         rollouts = rollouts_from_sampled(self.tokenizer, sampled, [i // group for i in range(len(problems) * group)])
         return rollouts, sampled, inputs
+
+    def _sample(self, prompts: Sequence[str], num_samples: int) -> Sampled:
+        """``num_samples`` completions per prompt from the built-in sampler, or from the vLLM engine (synced
+        with the policy by the caller)."""
+        if self.rollout_engine is not None:
+            seed = int(torch.randint(2**31 - 1, (1,), generator=self.generator))
+            sampled = self.rollout_engine.sample(prompts, num_samples, int(self.rl.max_new_tokens),
+                                                 float(self.rl.temperature), seed)
+            return Sampled(*(t.to(self.device) for t in (sampled.tokens, sampled.logprobs, sampled.lengths,
+                                                          sampled.finished)))
+        inputs = left_pad(self.tokenizer, prompts, self.device)
+        self.policy.eval()
+        sampled = sample(self.policy, **inputs, max_new_tokens=int(self.rl.max_new_tokens), eos_ids=self.eos_ids,
+                         pad_id=self.tokenizer.pad_token_id, temperature=float(self.rl.temperature),
+                         generator=self.generator, num_samples=num_samples)
+        self.policy.train()
+        return sampled
 
     def _refill(self, first: SamplingRound) -> tuple[SamplingRound, dict[str, float]]:
         """DAPO's dynamic sampling: sample more groups until ``prompts_per_step`` groups whose rewards vary are
@@ -313,6 +334,14 @@ class RLModule(pl.LightningModule):
         # Forward passes over all rollouts go micro-batch by micro-batch (with a real vocabulary the logits of
         # every rollout at once would take gigabytes), each over rollouts cheap to run together, cut to their width.
         chunks = batch.chunks(range(len(rollouts)), int(self.rl.micro_batch_size))
+        if self.rollout_engine is not None:
+            # The engine's log-probs are the behaviour policy's: the ratio starts from the trainer's own, and
+            # each token's loss is weighted by min(pi_trainer / pi_engine, cap) (cmt.rl.vllm_rollouts).
+            trainer = per_rollout(batch, chunks, lambda rows: self._forward(self.policy, rows)[0])
+            weights, mismatch = truncated_importance_weights(trainer, batch.fields["old_logprobs"], batch.mask,
+                                                             float(self.rl.rollout_is_cap))
+            batch.fields["old_logprobs"], batch.fields["is_weights"] = trainer, weights
+            metrics.update(mismatch)
         if float(self.rl.kl_coef) > 0:
             with self._reference_model() as reference:
                 ref_logprobs = per_rollout(batch, chunks, lambda rows: self._forward(reference, rows)[0])
@@ -410,7 +439,8 @@ class RLModule(pl.LightningModule):
         result = policy_loss(rl.policy_loss, logprobs, rows["old_logprobs"], rows["advantages"], mask,
                              clip_low=float(rl.clip_low), clip_high=float(rl.clip_high),
                              aggregation=str(rl.loss_aggregation), max_length=int(rl.max_new_tokens),
-                             num_tokens=num_tokens, num_sequences=float(num_sequences))
+                             num_tokens=num_tokens, num_sequences=float(num_sequences),
+                             token_weights=rows.get("is_weights"))
         loss = result.loss
         stats = {"train/policy_loss": result.loss.item(), "train/clip_fraction": float(result.clip_fraction),
                  "train/approx_kl": float(result.approx_kl)}

@@ -17,6 +17,8 @@ from cmt.rl.advantages import ESTIMATORS, GROUP_SCALES
 from cmt.rl.losses import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
 
 KL_MODES = ("reward", "loss")
+# What samples the rollouts (rl.rollout): the built-in sampler, or a colocated vLLM engine.
+ROLLOUTS = ("hf", "vllm")
 
 
 # The shared checks (cmt.config_checks), naming keys under ``rl.``.
@@ -47,6 +49,15 @@ def validate_rl_config(rl_cfg: Mapping, reward_cfg: Mapping) -> RewardConfig:
     _choice(rl_cfg, "loss_aggregation", AGGREGATIONS)
     _choice(rl_cfg, "kl_estimator", tuple(KL_ESTIMATORS))
     _choice(rl_cfg, "kl_mode", KL_MODES)
+    # Absent from rl nodes built by hand: the built-in sampler.
+    rollout = checks.get(rl_cfg, "rollout", "rl", default="hf")
+    if isinstance(rollout, bool) or rollout not in ROLLOUTS:
+        raise checks.fail("rollout", rollout, f"choose one of {', '.join(ROLLOUTS)}", "rl")
+    if rollout == "vllm":
+        _number(rl_cfg, "rollout_is_cap", 1.0, inf, high_open=True)
+        from cmt.vllm_engine import require_vllm
+
+        require_vllm("rl.rollout")
     sizes = {key: _positive_int(rl_cfg, key) for key in
              ("group_size", "prompts_per_step", "mini_batch_size", "micro_batch_size", "epochs", "max_new_tokens",
               "steps", "val_interval", "val_n")}

@@ -109,7 +109,7 @@ class PolicyLoss:
 def policy_loss(name: str, logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
                 mask: torch.Tensor, *, clip_low: float, clip_high: float, aggregation: str,
                 max_length: int | None = None, num_tokens: float | None = None,
-                num_sequences: float | None = None) -> PolicyLoss:
+                num_sequences: float | None = None, token_weights: torch.Tensor | None = None) -> PolicyLoss:
     """The aggregated policy loss ``name`` (a key of :data:`POLICY_LOSSES`) and its diagnostics.
 
     Args:
@@ -117,6 +117,8 @@ def policy_loss(name: str, logprobs: torch.Tensor, old_logprobs: torch.Tensor, a
         logprobs, old_logprobs, advantages, mask: (B, T); see :func:`ppo_clip`.
         clip_low, clip_high: Ratio clip range.
         aggregation, max_length, num_tokens, num_sequences: See :func:`aggregate`.
+        token_weights: (B, T) weights of each token's loss (the truncated importance weights of rollouts
+            drawn by another engine, `cmt.rl.vllm_rollouts`); None: all 1.
 
     Raises:
         ValueError: For an unknown name or aggregation.
@@ -125,6 +127,8 @@ def policy_loss(name: str, logprobs: torch.Tensor, old_logprobs: torch.Tensor, a
         raise ValueError(f"unknown policy loss {name!r}; choose one of {', '.join(POLICY_LOSSES)}")
     per_token, clipped = POLICY_LOSSES[name](logprobs, old_logprobs, advantages,
                                              clip_low=clip_low, clip_high=clip_high)
+    if token_weights is not None:
+        per_token = per_token * token_weights
     loss = aggregate(per_token, mask, aggregation, max_length=max_length, num_tokens=num_tokens,
                      num_sequences=num_sequences)
     with torch.no_grad():

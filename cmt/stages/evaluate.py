@@ -20,6 +20,7 @@ from rich.table import Table
 from cmt.data.prompts import render_prompt
 from cmt.data.suite import EvalSet, eval_sets
 from cmt.errors import ConfigError
+from cmt import vllm_engine
 from cmt.eval import vllm_backend
 from cmt.eval.evaluate import as_dicts, evaluate_completions
 from cmt.eval.traced import evaluate_traced
@@ -63,7 +64,8 @@ def check_sampling(cfg) -> None:
     if int(cfg.eval.samples) > 1 and float(cfg.eval.temperature) <= 0:
         raise ConfigError(f"eval.samples={cfg.eval.samples} needs eval.temperature > 0 (greedy samples are identical)")
     if cfg.eval.backend == "vllm":
-        vllm_backend.require_vllm()
+        vllm_engine.require_vllm("eval.backend")
+        vllm_engine.validate_vllm_config(cfg.vllm)
 
 
 def run(ctx: StageContext) -> dict[str, float]:
@@ -87,8 +89,8 @@ def run(ctx: StageContext) -> dict[str, float]:
             # vLLM loads the weights itself; the tokenizer renders prompts and reads answer confidence.
             adapter = checkpoint is not None and (checkpoint / "adapter_config.json").is_file()
             tokenizer = load_tokenizer(str(checkpoint) if checkpoint and not adapter else resolve_source(cfg.model))
-            model = vllm_backend.load(resolve_source(cfg.model), checkpoint, str(cfg.model.get("dtype", "auto")),
-                                      int(cfg.seed))
+            options = vllm_engine.engine_options(cfg.vllm, str(cfg.model.get("dtype", "auto")), int(cfg.seed))
+            model = vllm_backend.load(resolve_source(cfg.model), checkpoint, options)
         else:
             model, tokenizer = load_model(cfg.model, checkpoint)
             model.to(device_for(cfg.trainer.accelerator))
@@ -99,8 +101,8 @@ def run(ctx: StageContext) -> dict[str, float]:
                        for p in eval_set.problems]
             started = time.perf_counter()
             if isinstance(model, vllm_backend.Engine):
-                completions = vllm_backend.generate(model, prompts, cfg.eval.max_new_tokens, samples, temperature,
-                                                    int(cfg.seed))
+                completions = vllm_backend.generate(model, tokenizer, prompts, cfg.eval.max_new_tokens, samples,
+                                                    temperature, int(cfg.seed))
                 values, scored = evaluate_completions(tokenizer, eval_set.problems, completions,
                                                       cfg.eval.ece_bins, samples)
             else:
@@ -121,6 +123,8 @@ def run(ctx: StageContext) -> dict[str, float]:
             })
             for key, value in values.items():
                 metrics[f"{name}/{eval_set.benchmark}/{eval_set.split}/{key}"] = value
+        if isinstance(model, vllm_backend.Engine):
+            vllm_engine.stop(model.llm)  # its memory is the next method's
         del model
     append_rows(Path(cfg.paths.results) / "runs.jsonl", rows)
     log_metrics(ctx.logger, {f"val/{k}": v for k, v in metrics.items()})

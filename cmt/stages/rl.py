@@ -120,6 +120,22 @@ def trace_protocol(cfg, method_name: str, tokenizer=None) -> TraceProtocol:
     return TraceProtocol.from_mapping(node)
 
 
+def rollout_engine(cfg, parent, policy, tokenizer):
+    """The colocated vLLM engine of ``rl.rollout=vllm``, started once for the stage (`cmt.rl.vllm_rollouts`).
+
+    It loads the policy's starting weights: the SFT checkpoint (full weights), or for a LoRA policy the base
+    model, serving the adapter once the first sync saves it.
+    """
+    from cmt.models import resolve_source
+    from cmt.rl.vllm_rollouts import VLLMRollouts
+    from cmt.vllm_engine import engine_options
+
+    lora_rank = int(policy.peft_config["default"].r) if hasattr(policy, "peft_config") else None
+    base = resolve_source(cfg.model) if lora_rank is not None or parent is None else str(parent)
+    options = engine_options(cfg.vllm, str(cfg.model.get("dtype", "auto")), int(cfg.seed))
+    return VLLMRollouts(base, tokenizer, options, Path(cfg.paths.output_dir) / "vllm-sync", lora_rank)
+
+
 def run(ctx: StageContext, method_name: str) -> dict[str, float]:
     """Train ``method_name`` (``comt_ccrl`` or ``cot_sft_rl``) by RL and save it."""
     cfg = ctx.cfg
@@ -143,12 +159,12 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
         return render_prompt(question, cfg.prompt.template, tokenizer, cfg.prompt.use_chat_template)
 
     trace = trace_protocol(cfg, method_name, tokenizer)
-
+    engine = rollout_engine(cfg, parent, policy, tokenizer) if cfg.rl.get("rollout", "hf") == "vllm" else None
     module = RLModule(policy, tokenizer, train, val_problems, render, cfg.rl, reward, instantiate(cfg.rl.optimizer),
                       reference=reference, critic=critic, critic_optimizer=critic_optimizer,
                       val_batch_size=int(cfg.eval.batch_size),
                       logits_chunk_tokens=cfg.model.get("logits_chunk_tokens"), reference_adapter=reference_adapter,
-                      trace=trace)
+                      trace=trace, rollout_engine=engine)
     out = checkpoint_dir(cfg, method_name)
     checkpointer = Checkpointer.from_config(cfg, out, FINGERPRINT_KEYS)
     resume = checkpointer.resume_point(cfg.resume)
@@ -165,7 +181,11 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
           f"({cfg.rl.name}, reward {reward_cfg.name}, trace {trace.name}, {trainer.precision} precision) from {parent}")
     policy.train()
     started = time.perf_counter()
-    checkpointer.fit(trainer, module, resume, train_dataloaders=train_loader, val_dataloaders=val_loader)
+    try:
+        checkpointer.fit(trainer, module, resume, train_dataloaders=train_loader, val_dataloaders=val_loader)
+    finally:
+        if engine is not None:
+            engine.close()
     train_time = checkpointer.earlier_time_s + time.perf_counter() - started
     if reference_adapter is not None:
         # The checkpoint holds the trained adapter only (the reference is its parent's, already on disk).

