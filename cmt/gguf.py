@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from cmt.errors import ModelNotFoundError
+from cmt.filelock import exclusive
 
 PACKAGE_PREFIX = "package:"
 SOURCE_FILE = "gguf_source.json"
@@ -122,8 +123,7 @@ def converted_folder(gguf_file: str | os.PathLike, cache_dir: str | os.PathLike 
     Returns:
         A ``save_pretrained`` folder with the tokenizer and chat template, for transformers and vLLM alike.
     """
-    from cmt.filelock import exclusive
-    from cmt.models import scratch_beside
+    from cmt.models import scratch_beside  # here: cmt.models imports this module
 
     gguf_file = Path(gguf_file)
     folder = cache_folder(gguf_file, cache_dir)
