@@ -11,3 +11,7 @@ class CmtError(Exception):
 
 class ConfigError(CmtError, ValueError):
     """A config value that is wrong: the message names the key, the value and what is allowed."""
+
+
+class ModelNotFoundError(CmtError, FileNotFoundError):
+    """A model could not be loaded from where the config points; the message says how to fix it."""

@@ -1,11 +1,12 @@
-"""Load a student model and its tokenizer: from the hub, a local folder, or the bundled tiny model.
+"""Load a student model and its tokenizer: from the hub, a local folder, a GGUF file or the bundled tiny model.
 
-``conf/model/*.yaml`` describe where a model comes from (``source``: a hub id, or ``bundled:NAME`` for a
-model shipped in ``cmt/assets``; ``path``: a local folder that overrides the source) and how to wrap it
-(dtype, LoRA through PEFT). Fine-tuned checkpoints are plain ``save_pretrained`` folders, so every later
-stage loads them with the same function. Weights are written as safetensors and read back as safetensors
-(transformers and PEFT prefer them, and load a legacy ``.bin`` only with ``torch.load(weights_only=True)``),
-so loading a model never unpickles arbitrary objects.
+``conf/model/*.yaml`` describe where a model comes from (``source``: a hub id, ``bundled:NAME`` for a
+model shipped in ``cmt/assets``, or ``package:PACKAGE/FILE`` for a file inside an installed Python package;
+``path``: a local folder or ``.gguf`` file that overrides the source; GGUF files are converted once into a
+cached folder, `cmt.gguf`) and how to wrap it (dtype, LoRA through PEFT). Fine-tuned checkpoints are plain
+``save_pretrained`` folders, so every later stage loads them with the same function. Weights are written as
+safetensors and read back as safetensors (transformers and PEFT prefer them, and load a legacy ``.bin`` only
+with ``torch.load(weights_only=True)``), so loading a model never unpickles arbitrary objects.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from cmt.errors import CmtError
+from cmt import gguf
+from cmt.errors import ModelNotFoundError
 
 BUNDLED_PREFIX = "bundled:"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -35,25 +37,30 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
 
 
-class ModelNotFoundError(CmtError, FileNotFoundError):
-    """A model could not be loaded from where the config points; the message says how to fix it."""
-
-
 def bundled_path(name: str) -> Path:
     """The folder of a model shipped inside the package (``cmt/assets/<name>``)."""
     return Path(str(resources.files("cmt") / "assets" / name))
 
 
-def resolve_source(model_cfg: DictConfig | dict[str, Any]) -> str:
-    """Where to load from: ``path`` when set, else ``source`` (a bundled folder or a hub id).
+def locate_source(model_cfg: DictConfig | dict[str, Any]) -> str:
+    """Where the model's files are, without converting anything: a folder, a GGUF file or a hub id.
+
+    ``path`` when set (a folder, or a ``.gguf`` file), else ``source``: ``bundled:NAME`` (a model inside
+    ``cmt/assets``), ``package:PACKAGE/PATH`` (a folder or ``.gguf`` file inside an installed Python package,
+    `cmt.gguf`), or a hub id. Cheap (no model is read), so config validation calls it.
 
     Raises:
-        ModelNotFoundError: ``path`` or a bundled model does not exist.
+        ModelNotFoundError: ``path``, the bundled model or the package's file does not exist, the package is not
+            installed (the message quotes ``model.install``), or a GGUF file needs the missing ``gguf`` package.
     """
     path = model_cfg.get("path")
     if path:
+        if gguf.is_gguf(path) and Path(path).is_file():
+            gguf.require_gguf("model.path", str(path))
+            return str(path)
         if not Path(path).is_dir():
-            raise ModelNotFoundError(f"model.path={path} is not a folder; point it at a save_pretrained folder")
+            raise ModelNotFoundError(f"model.path={path} is not a folder (nor a .gguf file); point it at a "
+                                     "save_pretrained folder or a GGUF file")
         return str(path)
     source = str(model_cfg["source"])
     if source.startswith(BUNDLED_PREFIX):
@@ -63,7 +70,28 @@ def resolve_source(model_cfg: DictConfig | dict[str, Any]) -> str:
                 f"bundled model {source!r} is missing from {folder}; rebuild it with "
                 f"`python run.py stage=pretrain stage.output_dir={folder}`")
         return str(folder)
+    if source.startswith(gguf.PACKAGE_PREFIX):
+        found = gguf.package_file(source, model_cfg.get("install"))
+        if gguf.is_gguf(found):
+            gguf.require_gguf("model.source", source)
+        return str(found)
     return source
+
+
+def resolve_source(model_cfg: DictConfig | dict[str, Any]) -> str:
+    """The folder (or hub id) to load the model from: `locate_source`, with a GGUF file replaced by its
+    converted folder under ``model.cache_dir`` (converted on the first call for that file, `cmt.gguf`).
+
+    This is what every loader of the student reads, transformers and vLLM alike: for ``model=smollm2`` it is
+    the cached safetensors folder with the tokenizer and chat template.
+
+    Raises:
+        ModelNotFoundError: As `locate_source`.
+    """
+    located = locate_source(model_cfg)
+    if gguf.is_gguf(located):
+        return str(gguf.converted_folder(located, model_cfg.get("cache_dir")))
+    return located
 
 
 def _load_error(source: str, error: Exception) -> ModelNotFoundError:

@@ -32,8 +32,9 @@ from cmt.config_checks import (
     string,
 )
 from cmt.data.suite import RL_PROBLEM_SOURCES
-from cmt.errors import ConfigError
-from cmt.models import ATTENTION_IMPLEMENTATIONS, DTYPES
+from cmt.errors import ConfigError, ModelNotFoundError
+from cmt.gguf import PACKAGE_PREFIX, is_gguf
+from cmt.models import ATTENTION_IMPLEMENTATIONS, DTYPES, locate_source
 from cmt.rl.config import validate_rl_config
 from cmt.teachers import KINDS
 from cmt.teachers.filters import SELECTIONS
@@ -109,8 +110,18 @@ def check_common(cfg: DictConfig) -> None:
 def check_model(cfg: DictConfig) -> None:
     """The student: where it comes from, its dtype and attention kernel, LoRA (checked only when enabled), hparams."""
     string(cfg, "model.name")
-    string(cfg, "model.source")
-    string(cfg, "model.path", optional=True)
+    source = string(cfg, "model.source")
+    path = string(cfg, "model.path", optional=True)
+    for key in ("install", "cache_dir"):
+        if has(cfg, f"model.{key}"):
+            string(cfg, f"model.{key}", optional=True)
+    # A package that is not installed, or a GGUF file without the gguf package: the fix is an install
+    # command, better said now than after the teacher has run. (Folders are checked when the model loads.)
+    if source.startswith(PACKAGE_PREFIX) or is_gguf(path or ""):
+        try:
+            locate_source(cfg.model)
+        except ModelNotFoundError as error:
+            raise ConfigError(str(error)) from None
     choice(cfg, "model.dtype", tuple(DTYPES))
     if get(cfg, "model.attn_implementation", default=None) is not None:
         choice(cfg, "model.attn_implementation", ATTENTION_IMPLEMENTATIONS)

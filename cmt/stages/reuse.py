@@ -26,7 +26,6 @@ later save into a job's folder cannot change the store or the other jobs' links.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -41,6 +40,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from cmt.checkpointing import fingerprint
+from cmt.filelock import exclusive
 from cmt.models import scratch_beside
 from cmt.stages.common import code_version
 
@@ -79,21 +79,8 @@ class ModelStore:
         looks, and jobs started together may each train theirs.
         """
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / f"{key}.lock", "a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                print(f"{waiting} ({self.root / key}.lock)", flush=True)
-                fcntl.flock(lock, fcntl.LOCK_EX)
-            except OSError as error:
-                print(f"cannot lock {self.root / key}.lock ({error.strerror}): jobs started together may each "
-                      "train this model", flush=True)
-                yield
-                return
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with exclusive(self.root / f"{key}.lock", waiting, "jobs started together may each train this model"):
+            yield
 
     def find(self, key: str) -> StoredModel | None:
         """The model published under ``key``, or None when there is none (or only an unreadable one)."""

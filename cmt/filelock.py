@@ -1,0 +1,40 @@
+"""An exclusive lock on a file, for jobs that must not do the same expensive work side by side.
+
+Used where concurrent jobs would each make the same thing: the SFT model store (`cmt.stages.reuse`) and the
+conversion of a GGUF file into a model folder (`cmt.gguf`). The lock is an ``flock``, which the system
+releases when its process ends, so a killed job never leaves it held.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def exclusive(path: str | os.PathLike, waiting: str, unlocked: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created when absent) for the ``with`` block.
+
+    Args:
+        path: The lock file; its folder must exist.
+        waiting: Printed (with the lock's path) when another process holds the lock and this one waits.
+        unlocked: Printed (with the lock's path and the system's reason) when the file system refuses locks
+            (some parallel file systems are mounted so); the block then runs unlocked, so callers must stay
+            correct without the lock (publish by an atomic rename) and lose only the saved work.
+    """
+    with open(path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"{waiting} ({path})", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        except OSError as error:
+            print(f"cannot lock {path} ({error.strerror}): {unlocked}", flush=True)
+            yield
+            return
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
