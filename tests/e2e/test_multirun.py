@@ -24,8 +24,9 @@ pytestmark = pytest.mark.slow
 
 # The students of the users' command (model=qwen,llama) and a Qwen3 student: the three architecture families.
 FAMILIES = {"qwen2_5_7b": "qwen2", "llama3_1_8b": "llama", "qwen3_4b": "qwen3", "tiny": "qwen2"}
+# The students' critic warm-up (10 steps) must stay below rl.steps: a one-step run has none.
 RL_FAST = ["rl.steps=1", "rl.prompts_per_step=2", "rl.group_size=2", "rl.mini_batch_size=4", "rl.micro_batch_size=2",
-           "rl.max_new_tokens=8", "rl.val_n=2", "rl.val_interval=1"]
+           "rl.max_new_tokens=8", "rl.val_n=2", "rl.val_interval=1", "rl.critic.warmup_steps=0"]
 
 
 def build_checkpoints(folder: Path) -> Path:
