@@ -20,10 +20,13 @@ lowest log score.
 The step scores of a rollout are reduced to one number (``reward.step_aggregation``):
 
 - ``per_gold_step`` (default): the sum of the scores divided by the number of steps of the gold solution
-  plus one (the answer), ``1 + len(problem.intermediate)``, and kept within the score's range; the mean on
-  problems without gold intermediate values. The divisor is the problem's, not the rollout's, so writing
-  more steps cannot dilute the score of a confident wrong answer: a step whose score is at most 0 (every
-  wrong step under ``signed`` and ``log``) never raises the term.
+  plus one (the answer), ``1 + len(problem.intermediate)``, and kept within the score's range. The divisor
+  is the problem's, not the rollout's, so writing more steps cannot dilute the score of a confident wrong
+  answer: a step whose score is at most 0 (every wrong step under ``signed`` and ``log``) never raises the
+  term. On problems without gold intermediate values the divisor is one plus the number of the rollout's
+  steps judged *right*: wrong steps still cannot dilute the answer, and right ones (which the dataflow
+  check credits only on the way to a right answer: :mod:`cmt.rewards.correctness`) share the weight with
+  it as gold steps do.
 - ``mean`` (the same scale however many steps a rollout writes; but doubtful extra steps dilute the
   others, so it can be raised by writing wrong steps at low confidence), ``min`` (the worst step) or
   ``sum`` (more steps, more weight).
@@ -93,21 +96,26 @@ def step_score(confidence: float, correct: bool, score: str = "signed", log_eps:
     raise ValueError(f"unknown calibration score {score!r}; choose one of {', '.join(CALIBRATION_SCORES)}")
 
 
-def step_shares(scores: Sequence[float], aggregation: str = "mean", gold_steps: int = 0,
+def step_shares(scores: Sequence[float], aggregation: str = "mean", expected_steps: int = 0,
                 bounds: tuple[float, float] = (-math.inf, math.inf)) -> list[float]:
     """Each step's share of the aggregated score; the shares add up to the aggregate.
 
     ``mean``: score / n each. ``sum``: the scores. ``min``: the (first) lowest score, 0 for the others.
-    ``per_gold_step``: score / (1 + ``gold_steps``) each, scaled down together when their sum leaves
-    ``bounds`` (the score's range); with ``gold_steps`` 0 (no gold values), as ``mean``.
+    ``per_gold_step``: score / (1 + ``expected_steps``) each, scaled down together when their sum leaves
+    ``bounds`` (the score's range).
+
+    Args:
+        scores: The step scores of one rollout, the answer's included.
+        aggregation: One of :data:`STEP_AGGREGATIONS`.
+        expected_steps: For ``per_gold_step``: the intermediate steps the score is shared with (the module
+            docstring says which).
+        bounds: The score's range (:func:`score_range`).
 
     Raises:
         ValueError: For an unknown aggregation.
     """
     if aggregation == "per_gold_step":
-        if not gold_steps:
-            return step_shares(scores, "mean")
-        shares = [s / (1 + gold_steps) for s in scores]
+        shares = [s / (1 + expected_steps) for s in scores]
         total = sum(shares)
         clipped = min(max(total, bounds[0]), bounds[1])
         return [share * clipped / total for share in shares] if clipped != total else shares
@@ -146,8 +154,8 @@ def calibration_step_term(rollouts: Sequence[Rollout], problems: Sequence[Proble
             positions.append(len(rollout.token_ids) - 1)
             scores.append(step_score(1.0, False, calibration_score, log_eps))
         problem = problems[rollout.problem_index]
-        shares = step_shares(scores, step_aggregation, len(problem.intermediate),
-                             score_range(calibration_score, log_eps))
+        expected = len(problem.intermediate) or sum(j.correct and not j.step.is_final for j in judged)
+        shares = step_shares(scores, step_aggregation, expected, score_range(calibration_score, log_eps))
         placed.append(list(zip(positions, shares)))
     return placed
 

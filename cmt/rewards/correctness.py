@@ -12,9 +12,13 @@ Modes (``reward.correctness``):
 - ``problem`` (default): where the problem has gold intermediate values (the synthetic world's programs,
   GSM8K's ``<<48/2=24>>`` annotations), a step is right when its arithmetic is right *and* its value is
   one of the gold intermediate values or the gold answer: ``left = 20 + 15 = 35`` is wrong where the
-  problem subtracts. Elsewhere a dataflow check: the step's arithmetic is right, and its result is used,
-  by a later judged step or as the final answer (a true but dead-end computation over the question's
-  numbers is not judged, so padding cannot raise a reward where no gold values exist).
+  problem subtracts. Elsewhere a dataflow check: only steps whose result is used, by a later judged step
+  or as the final answer, are judged (a true but dead-end computation over the question's numbers is not,
+  so padding cannot raise a reward where no gold values exist). Such a step is wrong when its arithmetic
+  is wrong; right when its arithmetic is right and the final answer is right; and not judged when its
+  arithmetic is right but the answer is wrong: some step of a chain that ends in a wrong answer chose the
+  wrong operation or quantity, and without gold values nothing says which. Crediting them would let a
+  policy raise a wrong answer's reward by writing true arithmetic that leads to it.
 - ``outcome``: every judged step takes the final answer's correctness (the crudest credit assignment).
 
 Steps judged None are left out of the calibration term.
@@ -146,6 +150,8 @@ def step_correctness(steps: Sequence[Step], problem: Problem, answer_correct: bo
                 verdicts.append(None)
             elif golds:
                 verdicts.append(arithmetic and any(is_correct(step.value, gold) for gold in golds))
+            elif not arithmetic:
+                verdicts.append(False)
             else:
-                verdicts.append(arithmetic)
+                verdicts.append(True if answer_correct else None)
     return verdicts

@@ -259,3 +259,69 @@ def test_steps_that_are_wrong_for_the_problem_never_raise_the_reward(
     config = preset(name)
     assert total(config, rollout(padded, lambda a, b: answer_confidence if a >= answer_at else step_confidence),
                  problem) <= total(config, rollout(plain, lambda a, b: answer_confidence), problem) + 1e-9
+
+
+# --- where the data has no gold intermediate values (the dataflow check) ----------------------------------
+
+# The same problems with their gold intermediate values removed, as SVAMP, ASDiv or MATH problems come.
+NO_GOLD = [Problem(p.id, p.question, p.gold, {k: v for k, v in p.meta.items() if k != "intermediate"})
+           for p in PROBLEMS]
+
+
+def _chain(problem: Problem, picks) -> tuple[list[str], int]:
+    """Steps over the problem's quantities, each using the previous result when there is one, so every step
+    feeds the last value (which the rollout then gives as its answer). Returns the steps and that value."""
+    quantities = sorted(int(q) for q in question_quantities(problem.question) if q.denominator == 1 and q > 1)
+    steps, previous = [], None
+    for a, op, b, slip in picks:
+        left = previous if previous is not None else quantities[a % len(quantities)]
+        right = quantities[b % len(quantities)]
+        value = OPERATIONS[op](left, right) + slip
+        steps.append(f"x = {left} {op} {right} = {value}.")
+        previous = value
+    return steps, previous
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(index=st.integers(0, len(NO_GOLD) - 1), answer_confidence=st.floats(0.3, 0.99),
+       step_confidence=st.floats(0.01, 1.0), picks=st.lists(st.tuples(st.integers(0, 99), st.sampled_from("+-*"),
+                                                                      st.integers(0, 99), st.integers(-2, 2)),
+                                                            min_size=1, max_size=3),
+       name=st.sampled_from(("ccrl", "ccrl_log", "ccrl_step", "outcome_only")))
+def test_steps_leading_to_a_wrong_answer_never_raise_it_where_no_gold_values_exist(
+        index, answer_confidence, step_confidence, picks, name):
+    """Without gold values, steps that feed a wrong answer cannot raise its reward: not right arithmetic
+    that justifies it (``12 + 4 = 16. The answer is 16.`` scored -> (0.95 - 0.9) / 2 = +0.03 against -0.9
+    for the bare answer under the signed mean), nor slipped arithmetic at low confidence, which diluted the
+    answer's score (-0.475 against -0.9). ``ccrl_brier`` is left out for the reason given above."""
+    problem = NO_GOLD[index]
+    steps, answer = _chain(problem, picks)
+    assume(answer != int(problem.gold))
+    plain = f"The answer is {answer}."
+    chained = " ".join(steps) + " " + plain
+    answer_at = chained.index("The answer")
+    config = preset(name)
+    assert total(config, rollout(chained, lambda a, b: answer_confidence if a >= answer_at else step_confidence),
+                 problem) <= total(config, rollout(plain, lambda a, b: answer_confidence), problem) + 1e-9
+
+
+def test_steps_of_a_right_answer_are_judged_where_no_gold_values_exist():
+    """The dataflow check still judges execution: the worked steps of a right answer are judged right, and a
+    confident arithmetic slip that carries into the answer costs more than an unsure one."""
+    problem, cot = NO_GOLD[0], COTS[0]
+    judged = judge_steps(rollout(cot), problem, correctness="problem")
+    assert len(judged) > 1 and all(j.correct for j in judged)
+    # The last step slips by one and the answer follows it.
+    slip = str(int(problem.gold) + 1)
+    slipped = cot.replace(f"= {problem.gold}. The answer is {problem.gold}.", f"= {slip}. The answer is {slip}.")
+    assert slipped != cot
+    verdicts = [(j.step.value, j.correct) for j in judge_steps(rollout(slipped), problem, correctness="problem")]
+    assert verdicts == [(slip, False), (slip, False)]
+    value_at = slipped.index(f"= {slip}.") + 2
+    span = (value_at, value_at + len(slip))
+
+    def at(c):
+        return lambda a, b: c if a < span[1] and b > span[0] else 0.9
+
+    config = preset("ccrl")
+    assert total(config, rollout(slipped, at(0.95)), problem) < total(config, rollout(slipped, at(0.05)), problem)

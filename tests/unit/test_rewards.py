@@ -312,9 +312,9 @@ SLIP = "bought = 5 * 3 = 16. total = 12 + 16 = 28. The answer is 28."
     # Neither 16 nor 28 is among the gold values [15, 27, 27]: 5 * 3 = 16 and the right sum 12 + 16 = 28 are
     # both wrong for this problem.
     ("problem", PROBLEM, [False, False, False]),
-    # Without gold values, the dataflow check: 5 * 3 = 16 is wrong arithmetic, 12 + 16 = 28 right arithmetic
-    # on a question quantity and an earlier result, feeding the answer; the answer 28 != 27 is wrong.
-    ("problem", QUESTION_ONLY, [False, True, False]),
+    # Without gold values, the dataflow check: 5 * 3 = 16 is wrong arithmetic; 12 + 16 = 28 is right
+    # arithmetic feeding a wrong answer (28 != 27), so not judged: nothing says it is the step that failed.
+    ("problem", QUESTION_ONLY, [False, None, False]),
     ("outcome", PROBLEM, [False, False, False]),
     # A question without quantities: no step uses the problem's inputs; the answer is still judged.
     ("problem", Problem("p1", "q", "27"), [None, None, False]),
@@ -351,7 +351,10 @@ def test_steps_that_do_not_work_on_the_problem_are_not_judged(tok, text, expecte
 def test_dataflow_check_judges_only_steps_that_feed_the_answer(tok):
     # 12 + 3 = 15 is true arithmetic over the question's numbers but leads nowhere: not judged.
     r = rollout(tok, "a = 12 + 3 = 15. bought = 5 * 3 = 15. b = 12 + 5 = 17. The answer is 17.")
-    assert step_correctness(find_steps(r.text, r.offsets), QUESTION_ONLY, False, "problem") == [None, None, True, False]
+    steps = find_steps(r.text, r.offsets)
+    # Were 17 the right answer, 12 + 5 = 17 would be a right step; with 17 wrong it is not judged.
+    assert step_correctness(steps, QUESTION_ONLY, True, "problem") == [None, None, True, True]
+    assert step_correctness(steps, QUESTION_ONLY, False, "problem") == [None, None, None, False]
 
 
 def test_the_answer_is_read_at_its_sentence_not_at_a_later_copy(tok):
@@ -396,12 +399,14 @@ def slip_rollout(tok, problem_index=0):
 
 
 @pytest.mark.parametrize("score, aggregation, expected", [
-    # Steps: (c=.9, wrong), (c=.6, right), (c=.3, wrong).
-    ("signed", "mean", (-0.9 + 0.6 - 0.3) / 3),                               # -0.2
+    # Judged: (c=.9, wrong arithmetic), (c=.3, wrong answer); 12 + 16 = 28 (c=.6) is right arithmetic on
+    # the way to a wrong answer, which the dataflow check leaves unjudged.
+    ("signed", "mean", (-0.9 - 0.3) / 2),                                     # -0.6
     ("signed", "min", -0.9),
-    ("signed", "sum", -0.6),
-    ("brier", "mean", ((1 - 0.81) + (1 - 0.16) + (1 - 0.09)) / 3),           # 0.64667
-    ("log", "mean", (math.log(0.1) + math.log(0.6) + math.log(0.7)) / 3),    # -1.05670
+    ("signed", "sum", -1.2),
+    ("signed", "per_gold_step", -1.0),                                        # -1.2 / (1 + 0 right), clipped
+    ("brier", "mean", ((1 - 0.81) + (1 - 0.09)) / 2),                         # 0.55
+    ("log", "mean", (math.log(0.1) + math.log(0.7)) / 2),                     # -1.32963
 ])
 def test_calibration_term_by_hand(tok, score, aggregation, expected):
     value, = calibration_term([slip_rollout(tok)], [QUESTION_ONLY], calibration_score=score,
@@ -432,13 +437,13 @@ CCRL = {"weights": {"outcome": 1.0, "calibration": 0.5, "format": 0.1}}
 
 def test_sequence_reward_weighted_total_and_logged_means(tok):
     out = compute_rewards(batch(tok), [QUESTION_ONLY], RewardConfig.from_mapping(CCRL))
-    # slip: 0 + .5 * -.2 + .1 * 1 = 0.0 ; comt: 1 + .5 * .8 + .1 = 1.5 ; cut: no answer, scored as a wrong
-    # answer at confidence 1: .5 * -1 = -0.5.
-    assert out.totals == pytest.approx([0.0, 1.5, -0.5])
+    # slip: 0 + .5 * -1 (per_gold_step: -.9 - .3 over 1 + 0 right steps, clipped) + .1 * 1 = -0.4 ;
+    # comt: 1 + .5 * .8 + .1 = 1.5 ; cut: no answer, scored as a wrong answer at confidence 1: .5 * -1 = -0.5.
+    assert out.totals == pytest.approx([-0.4, 1.5, -0.5])
     assert out.scores().tolist() == pytest.approx(out.totals)
-    assert out.terms["calibration"] == pytest.approx([-0.2, 0.8, -1.0])
-    assert out.metrics() == pytest.approx({"reward/outcome": 1 / 3, "reward/calibration": -0.4 / 3,
-                                           "reward/format": 2 / 3, "reward/total": 1 / 3})
+    assert out.terms["calibration"] == pytest.approx([-1.0, 0.8, -1.0])
+    assert out.metrics() == pytest.approx({"reward/outcome": 1 / 3, "reward/calibration": -1.2 / 3,
+                                           "reward/format": 2 / 3, "reward/total": 0.6 / 3})
     rewards = out.token_rewards(length=40)
     assert rewards.shape == (3, 40)
     # The whole total sits at each rollout's last token.
@@ -453,8 +458,9 @@ def test_step_reward_places_each_share_at_its_value_and_adds_up(tok):
     rewards = out.token_rewards()
     slip = rollouts[0]
     last_digit = [s.token_indices[-1] for s in find_steps(slip.text, slip.offsets)]
-    # .5 * (score / 3 steps): -.9 -> -.15, +.6 -> +.1, -.3 -> -.05; EOS: outcome 0 + format .1.
-    expected = {last_digit[0]: -0.15, last_digit[1]: 0.1, last_digit[2]: -0.05, out.lengths[0] - 1: 0.1}
+    # .5 * the scores scaled into the range (-.9 - .3 = -1.2 -> -1): -.9 -> -.375, -.3 -> -.125; 12 + 16 = 28
+    # is not judged; EOS: outcome 0 + format .1.
+    expected = {last_digit[0]: -0.375, last_digit[2]: -0.125, out.lengths[0] - 1: 0.1}
     for index in range(out.lengths[0]):
         assert rewards[0, index].item() == pytest.approx(expected.get(index, 0.0), abs=1e-7)
     # Right CoMT answer: .5 * .8 at the answer's last digit, 1 + .1 at EOS.
@@ -465,7 +471,7 @@ def test_step_reward_places_each_share_at_its_value_and_adds_up(tok):
     # No answer: the missing answer's share at the last token.
     assert rewards[2, out.lengths[2] - 1].item() == pytest.approx(-0.5)
     assert rewards.sum(1).tolist() == pytest.approx(out.totals, abs=1e-6)  # float32 rows
-    assert out.totals == pytest.approx([0.0, 1.5, -0.5])
+    assert out.totals == pytest.approx([-0.4, 1.5, -0.5])
 
 
 def test_token_rewards_stay_float32_when_a_true_half_precision_sets_the_default_dtype(tok):
@@ -485,7 +491,7 @@ def test_outcome_only_logs_calibration_without_optimising_it(tok):
     config = RewardConfig.from_mapping({"weights": {"outcome": 1.0, "calibration": 0.0, "format": 0.1}})
     out = compute_rewards(batch(tok), [QUESTION_ONLY], config)
     assert out.totals == pytest.approx([0.1, 1.1, 0.0])
-    assert out.metrics()["reward/calibration"] == pytest.approx(-0.4 / 3)
+    assert out.metrics()["reward/calibration"] == pytest.approx(-1.2 / 3)
 
 
 def test_token_rewards_width_must_fit_and_batch_must_not_be_empty(tok):
