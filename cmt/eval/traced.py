@@ -1,7 +1,8 @@
 """Evaluate a model the way it was trained to generate: directly, or plan then execute (:mod:`cmt.trace`).
 
-``stage=eval`` and RL's periodic validation call :func:`evaluate_traced` with the protocol saved beside
-the checkpoint (:meth:`cmt.trace.TraceProtocol.load`); a model without one generates directly, exactly as
+``stage=eval`` and RL's periodic validation call :func:`evaluate_traced` (the built-in loop) or
+:func:`evaluate_generated` (any backend's generate, e.g. vLLM's) with the protocol saved beside the
+checkpoint (:meth:`cmt.trace.TraceProtocol.load`); a model without one generates directly, exactly as
 :func:`cmt.eval.evaluate.evaluate` does.
 """
 
@@ -43,6 +44,14 @@ def evaluate_traced(model, tokenizer, problems: Sequence[Problem], prompts: Sequ
     generate = hf_generate(model, tokenizer, max_new_tokens, batch_size, temperature if samples > 1 else 0.0,
                            generator, desc)
     with torch.inference_mode():
-        traced = generate_traced(generate, tokenizer, prompts, protocol, samples)
+        return evaluate_generated(generate, tokenizer, problems, prompts, protocol, ece_bins, samples)
+
+
+def evaluate_generated(generate: Generate, tokenizer, problems: Sequence[Problem], prompts: Sequence[str],
+                       protocol: TraceProtocol, ece_bins: int = 10,
+                       samples: int = 1) -> tuple[dict[str, float], list[Scored]]:
+    """Generate ``samples`` traces per prompt with any backend's ``generate`` under ``protocol`` and score
+    them (plan + cue + execution under ``plan_execute``); returns (metrics, per-sample records)."""
+    traced = generate_traced(generate, tokenizer, prompts, protocol, samples)
     completions = [as_completion(tokenizer, t, protocol) for t in traced]
     return evaluate_completions(tokenizer, problems, completions, ece_bins, samples)

@@ -22,6 +22,7 @@ from typing import Any
 
 from cmt import vllm_engine
 from cmt.eval.evaluate import Completion
+from cmt.trace import Generate
 
 
 @dataclass
@@ -57,14 +58,14 @@ def stop_ids(tokenizer) -> list[int]:
 def generate(engine: Engine, tokenizer, prompts: Sequence[str], max_new_tokens: int, samples: int = 1,
              temperature: float = 0.0, seed: int = 0) -> list[Completion]:
     """``samples`` completions per prompt, one prompt's after another, as
-    :func:`cmt.eval.evaluate.generate_completions` returns them (greedy when ``samples`` is 1).
+    :func:`cmt.eval.evaluate.generate_completions` returns them (greedy at ``temperature`` 0).
 
     Prompts are tokenized here, as the built-in loop tokenizes them (``add_special_tokens=True``), and handed
     to vLLM as token ids, so both backends see the same tokens.
     """
     from vllm import SamplingParams, TokensPrompt
 
-    params = SamplingParams(n=samples, temperature=temperature if samples > 1 else 0.0, max_tokens=max_new_tokens,
+    params = SamplingParams(n=samples, temperature=temperature, max_tokens=max_new_tokens,
                             logprobs=0, seed=vllm_engine.request_seed(seed), stop_token_ids=stop_ids(tokenizer))
     inputs = [TokensPrompt(prompt_token_ids=ids)
               for ids in tokenizer(list(prompts), add_special_tokens=True).input_ids]
@@ -77,3 +78,11 @@ def generate(engine: Engine, tokenizer, prompts: Sequence[str], max_new_tokens: 
                 logprobs=[step[t].logprob for step, t in zip(out.logprobs, ids)],
                 finished=out.finish_reason == "stop"))
     return completions
+
+
+def generator(engine: Engine, tokenizer, max_new_tokens: int, temperature: float = 0.0, seed: int = 0) -> Generate:
+    """A :data:`cmt.trace.Generate` over the engine (greedy at ``temperature`` 0), so a model trained to plan,
+    then execute, is evaluated with vLLM in both phases (:func:`cmt.eval.traced.evaluate_generated`)."""
+    def generate_n(prompts: Sequence[str], num_samples: int) -> list[Completion]:
+        return generate(engine, tokenizer, prompts, max_new_tokens, num_samples, temperature, seed)
+    return generate_n

@@ -22,14 +22,14 @@ from cmt.data.suite import EvalSet, eval_sets
 from cmt.errors import ConfigError
 from cmt import vllm_engine
 from cmt.eval import vllm_backend
-from cmt.eval.evaluate import as_dicts, evaluate_completions
-from cmt.eval.traced import evaluate_traced
+from cmt.eval.evaluate import as_dicts
+from cmt.eval.traced import evaluate_generated, evaluate_traced
 from cmt.logging import log_metrics
 from cmt.models import load_model, load_tokenizer, resolve_source
 from cmt.precision import device_for
 from cmt.results.store import append_rows, write_jsonl
 from cmt.stages.common import StageContext, method, require_checkpoint
-from cmt.trace import PROTOCOL_FILE, TraceProtocol
+from cmt.trace import TraceProtocol
 
 
 def print_table(rows: list[dict], title: str) -> None:
@@ -79,10 +79,6 @@ def run(ctx: StageContext) -> dict[str, float]:
     rows, metrics = [], {}
     # A method trained to plan, then execute, is evaluated that way (cmt/trace.py; trace.json beside it).
     traces = {name: TraceProtocol.load(checkpoint) for name, checkpoint in checkpoints.items()}
-    for name, trace in traces.items():
-        if trace.name != "direct" and cfg.eval.backend == "vllm":
-            raise ConfigError(f"eval.backend=vllm cannot yet generate {name} (trace {trace.name}, "
-                              f"{checkpoints[name]}/{PROTOCOL_FILE}); use eval.backend=hf for it")
     for name, checkpoint in checkpoints.items():
         trace = traces[name]
         if cfg.eval.backend == "vllm":
@@ -101,10 +97,10 @@ def run(ctx: StageContext) -> dict[str, float]:
                        for p in eval_set.problems]
             started = time.perf_counter()
             if isinstance(model, vllm_backend.Engine):
-                completions = vllm_backend.generate(model, tokenizer, prompts, cfg.eval.max_new_tokens, samples,
-                                                    temperature, int(cfg.seed))
-                values, scored = evaluate_completions(tokenizer, eval_set.problems, completions,
-                                                      cfg.eval.ece_bins, samples)
+                generate = vllm_backend.generator(model, tokenizer, cfg.eval.max_new_tokens,
+                                                  temperature if samples > 1 else 0.0, int(cfg.seed))
+                values, scored = evaluate_generated(generate, tokenizer, eval_set.problems, prompts, trace,
+                                                    cfg.eval.ece_bins, samples)
             else:
                 values, scored = evaluate_traced(model, tokenizer, eval_set.problems, prompts, trace,
                                                  cfg.eval.max_new_tokens, cfg.eval.batch_size, cfg.eval.ece_bins,

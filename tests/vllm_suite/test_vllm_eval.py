@@ -1,6 +1,7 @@
 """``python run.py stage=eval eval.backend=vllm`` against ``eval.backend=hf``, through the real CLI."""
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -38,3 +39,29 @@ def test_vllm_greedy_answers_equal_the_built_in_loops_in_float32(tmp_path, model
         # Answer confidence comes from each backend's own log-probs: equal up to float32 rounding.
         assert [r["confidence"] for r in vllm[split]] == pytest.approx([r["confidence"] for r in records], abs=1e-3)
     assert [r["accuracy"] for r in vllm_rows] == [r["accuracy"] for r in hf_rows]
+
+
+def test_vllm_generates_a_plan_then_execute_method_as_the_built_in_loop_does(tmp_path, cfg_factory, tiny,
+                                                                             monkeypatch):
+    """A checkpoint saved with ``trace.json`` (plan_execute, as CCRL saves it) is generated in its two phases by
+    either backend; greedy in float32, the saved outputs (plan + cue + execution) are the same."""
+    from cmt.models import save_model
+    from cmt.stages import evaluate as eval_stage
+    from cmt.stages.common import StageContext, checkpoint_dir
+    from cmt.trace import TraceProtocol
+
+    for key, value in vllm_environment(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    model, tokenizer = tiny
+    outputs = {}
+    for backend in ("hf", "vllm"):
+        cfg = cfg_factory(["stage=eval", "eval.methods=[comt_ccrl]", "benchmark.eval_n=6", "eval.max_new_tokens=24",
+                           "logger=none", "model.dtype=float32", f"eval.backend={backend}", *ENGINE_OVERRIDES])
+        folder = checkpoint_dir(cfg, "comt_ccrl")
+        save_model(model, tokenizer, folder)
+        TraceProtocol("plan_execute", "The answer is", "\nExecution:").save(folder)
+        eval_stage.run(StageContext(cfg=cfg, logger=None, run_id=backend))
+        saved = sorted((Path(cfg.paths.output_dir) / "predictions" / "comt_ccrl").glob("*.jsonl"))
+        outputs[backend] = [json.loads(line)["output"] for path in saved for line in path.read_text().splitlines()]
+    assert len(outputs["hf"]) >= 12 and all("\nExecution:" in output for output in outputs["hf"])
+    assert outputs["vllm"] == outputs["hf"]
