@@ -23,8 +23,8 @@ by zero, an out-of-bounds number) raise the base :class:`TemplateExprError`, and
 
 The other safe evaluator, `cmt.rewards.arith`, reads the arithmetic a model writes (``1,200 × $3``) with
 exact fractions and nothing else; templates need Python's syntax and number semantics (``f(1,200)`` is two
-arguments, ``int(0.29 * 100)`` is 28 as in the released data), names, functions and sequences, so neither
-is built on the other.
+arguments; ``int(0.29 * 100)`` is 28 with Python's floats, 29 exactly), names, functions and sequences, so
+neither is built on the other.
 """
 
 from __future__ import annotations
