@@ -12,9 +12,9 @@ On disk (under the method's artifact folder), one folder per checkpoint:
                                        meta.json             config fingerprint and data position
 
 A checkpoint is written into a scratch folder beside it (``.step-00000050.tmp-<hex>``, `cmt.atomic`), fsync-ed
-and renamed, so a kill during the write leaves the previous checkpoint whole. Lightning restores loop counters but not the data position of
-a plain loader: the stage reads ``meta.json`` (`ResumePoint`) and builds its batch sampler to skip the batches
-the killed run already trained on.
+and renamed, so a kill during the write leaves the previous checkpoint whole. Lightning restores loop counters
+but not the data position of a plain loader: the stage reads ``meta.json`` (`ResumePoint`) and builds its
+batch sampler to skip the batches the killed run already trained on.
 """
 
 from __future__ import annotations
