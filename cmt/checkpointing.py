@@ -11,10 +11,10 @@ On disk (under the method's artifact folder), one folder per checkpoint:
                                        state.pt              everything else: loaded with weights_only=True
                                        meta.json             config fingerprint and data position
 
-A checkpoint is written into ``.step-00000050.tmp-<pid>`` beside it, fsync-ed and renamed, so a kill during
-the write leaves the previous checkpoint whole. Lightning restores loop counters but not the data position of
-a plain loader: the stage reads ``meta.json`` (`ResumePoint`) and builds its batch sampler to skip the batches
-the killed run already trained on.
+A checkpoint is written into a scratch folder beside it (``.step-00000050.tmp-<hex>``, `cmt.atomic`), fsync-ed
+and renamed, so a kill during the write leaves the previous checkpoint whole. Lightning restores loop counters
+but not the data position of a plain loader: the stage reads ``meta.json`` (`ResumePoint`) and builds its
+batch sampler to skip the batches the killed run already trained on.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+
+from cmt.atomic import replace_folder, scratch_folder
 
 WEIGHTS, STATE, META = "weights.safetensors", "state.pt", "meta.json"
 PREFIX = "step-"
@@ -108,20 +110,17 @@ def write_checkpoint(checkpoint: dict[str, Any], folder: Path, keep: int) -> Non
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     rest = dict(checkpoint)
     tensors, aliases = _split_shared(rest.pop("state_dict"))
     meta = {**rest.pop(META_KEY, {}), "aliases": aliases}
-    save_file(tensors, tmp / WEIGHTS)
-    torch.save(rest, tmp / STATE)
-    (tmp / META).write_text(json.dumps(meta, indent=1))
-    for name in (WEIGHTS, STATE, META):
-        _fsync(tmp / name)
-    _fsync(tmp)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
+    with scratch_folder(folder) as tmp:
+        save_file(tensors, tmp / WEIGHTS)
+        torch.save(rest, tmp / STATE)
+        (tmp / META).write_text(json.dumps(meta, indent=1))
+        for name in (WEIGHTS, STATE, META):
+            _fsync(tmp / name)
+        _fsync(tmp)
+        replace_folder(tmp, folder)
     _fsync(folder.parent)
     prune(folder.parent, keep)
 

@@ -27,13 +27,13 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
 import time
 from functools import lru_cache
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from cmt.atomic import publish_new, scratch_folder
 from cmt.errors import ModelNotFoundError
 from cmt.filelock import exclusive
 
@@ -123,8 +123,6 @@ def converted_folder(gguf_file: str | os.PathLike, cache_dir: str | os.PathLike 
     Returns:
         A ``save_pretrained`` folder with the tokenizer and chat template, for transformers and vLLM alike.
     """
-    from cmt.models import scratch_beside  # here: cmt.models imports this module
-
     gguf_file = Path(gguf_file)
     folder = cache_folder(gguf_file, cache_dir)
     if (folder / SOURCE_FILE).is_file():
@@ -134,21 +132,24 @@ def converted_folder(gguf_file: str | os.PathLike, cache_dir: str | os.PathLike 
                    "processes started together may each convert this file"):
         if (folder / SOURCE_FILE).is_file():
             return folder
-        scratch = scratch_beside(folder)
-        try:
+        _refuse_foreign(folder)
+        with scratch_folder(folder) as scratch:
             started = time.perf_counter()
             print(f"converting {gguf_file} into {folder} (once; later loads read the folder)", flush=True)
             convert(gguf_file, scratch)
-            try:
-                os.rename(scratch, folder)
-            except OSError:
-                # Without a lock another process may have renamed its folder in first; the two are the same.
-                if not (folder / SOURCE_FILE).is_file():
-                    raise
+            # Without a lock another process may have published its folder first; the two are the same.
+            if not publish_new(scratch, folder):
+                _refuse_foreign(folder)
             print(f"converted {gguf_file.name} in {time.perf_counter() - started:.1f} s", flush=True)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
     return folder
+
+
+def _refuse_foreign(folder: Path) -> None:
+    """Raise ModelNotFoundError when something that is not a finished conversion holds ``folder``'s name
+    (conversions appear whole, by a rename, so it was not made by one)."""
+    if folder.exists() and not (folder / SOURCE_FILE).is_file():
+        raise ModelNotFoundError(f"{folder} is in the way of the converted model: it holds no {SOURCE_FILE}, so "
+                                 "no conversion made it; delete it and run again")
 
 
 def convert(gguf_file: Path, out: Path) -> None:

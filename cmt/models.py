@@ -12,8 +12,6 @@ with ``torch.load(weights_only=True)``), so loading a model never unpickles arbi
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from transformers import (
 )
 
 from cmt import gguf
+from cmt.atomic import scratch_folder
 from cmt.errors import ModelNotFoundError
 
 BUNDLED_PREFIX = "bundled:"
@@ -168,14 +167,6 @@ def wrap_lora(model: PreTrainedModel, lora_cfg: DictConfig | dict[str, Any]) -> 
     return get_peft_model(model, config)
 
 
-def scratch_beside(path: Path) -> Path:
-    """A new empty folder beside ``path`` (hidden, uniquely named) to write into before a rename moves the
-    result in place; made with the usual permissions (``tempfile.mkdtemp`` would make it private)."""
-    scratch = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
-    scratch.mkdir()
-    return scratch
-
-
 def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: str | os.PathLike) -> None:
     """Write weights (safetensors, or only the adapter for LoRA) and tokenizer to ``folder``.
 
@@ -185,11 +176,8 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folde
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = scratch_beside(folder)
-    try:
+    with scratch_folder(folder) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         for path in sorted(tmp.iterdir()):
             os.replace(path, folder / path.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -2,7 +2,8 @@
 
 Plots are drawn on ``matplotlib.figure.Figure`` objects, which render through the Agg canvas without
 pyplot's global state, so they work headless and in parallel jobs. The aggregation (columns, means and
-stds over seeds) is the tables' own (`cmt.results.table`), so a plot and a table never disagree.
+stds over seeds) is the tables' own (`cmt.results.columns`, `cmt.results.table`), so a plot and a table
+never disagree.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from cmt.eval.calibration import expected_calibration_error
+from cmt.results.columns import Column, average_columns, benchmark_columns
+from cmt.results.render import method_name
 from cmt.results.store import read_jsonl
-from cmt.results.table import Column, average_columns, benchmark_columns, build_lines, method_name
+from cmt.results.table import build_lines
 
 # Reliability diagrams per row of the figure.
 PANELS_PER_ROW = 5
@@ -140,7 +143,7 @@ def accuracy_vs_tokens(rows: Sequence[dict[str, Any]], path: str | os.PathLike, 
         rows: Result rows.
         path: PNG to write.
         tokens: The row field on the x axis (``train_tokens``, or ``mean_output_tokens``).
-        benchmarks: Columns averaged (see `cmt.results.table.benchmark_columns`).
+        benchmarks: Columns averaged (see `cmt.results.columns.benchmark_columns`).
 
     Raises:
         ValueError: No (model, method) has both an accuracy and a token count.

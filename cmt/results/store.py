@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from cmt.atomic import atomic_write
+
 # The columns of a result row (what each holds: README, Concepts, "Results store"); tables and plots read
 # these, and rows rebuilt from W&B (wandb_report.py) carry every one of them.
 ROW_FIELDS = (
@@ -59,13 +61,9 @@ def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> None:
     """Write ``records`` to ``path`` through a temporary file and a rename (readers never see half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w") as handle:
+    with atomic_write(path) as handle:
         for record in records:
             handle.write(json.dumps(record, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Result tables in the paper's layout, built from run-store rows, rendered as Markdown, LaTeX or CSV.
+"""Result tables in the paper's layout, built from run-store rows (rendered by `cmt.results.render`).
 
 Two layouts:
 
@@ -10,63 +10,49 @@ Two layouts:
 - ``method_table``: the methods of one model side by side: accuracy per column, the ID/OOD averages, and
   the mean ECE, overconfident-error rate and output length over all columns.
 
-A benchmark with one evaluated split is one column named after the benchmark; a benchmark evaluated on
-several splits (``synthetic``: id, ood_templates, ...) gets one column per split, named after the split
-when it is the only benchmark of the table and ``benchmark/split`` otherwise.
-
-Rows hold fractions; tables show percentages (points). Everything is plain Python: the tables are small.
+Which columns a table gets: `cmt.results.columns`. Rows hold fractions; tables show percentages (points).
+Everything is plain Python: the tables are small (a pandas pivot would not shorten the per-seed averaging
+that leaves out a seed missing a member). The names of `cmt.results.columns` and `cmt.results.render` that
+callers used to import from here still import from here.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-import re
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-# The paper's benchmarks in its column order, keyed by normalised name (see `norm`), with display names.
-PAPER_BENCHMARKS = {"gsm8k": "GSM8K", "svamp": "SVAMP", "asdiv": "ASDiv", "mawps": "MAWPS", "tabmwp": "TabMWP",
-                    "gsmhard": "GSM-Hard", "gsmsymbolic": "GSM-Symbolic"}
-# The paper's in-distribution benchmarks; its other benchmarks are out-of-distribution.
-PAPER_ID_BENCHMARKS = {"gsm8k", "svamp"}
-METHOD_NAMES = {"base": "Base", "cot_sft": "CoT-SFT", "cot_sft_rl": "CoT-SFT + RL", "comt_sft": "CoMT-SFT",
-                "comt_ccrl": "CoMT + CCRL"}
+from cmt.results.columns import (
+    PAPER_BENCHMARKS,
+    PAPER_ID_BENCHMARKS,
+    Cell,
+    Column,
+    Line,
+    Table,
+    average_columns,
+    benchmark_columns,
+    norm,
+    row_tag,
+)
+from cmt.results.render import METHOD_NAMES, RENDERERS, method_name, render, to_csv, to_latex, to_markdown
+
+__all__ = [
+    "BASELINE_FALLBACKS", "DEFAULT_PAPER_FILE", "METHOD_NAMES", "PAPER_AVERAGE_MODEL", "PAPER_BENCHMARKS",
+    "PAPER_BEST_MODEL", "PAPER_ID_BENCHMARKS", "RENDERERS", "Cell", "Column", "Line", "Table", "add_deltas",
+    "average_columns", "benchmark_columns", "build_lines", "choose_baseline", "experiment_labels", "filter_rows",
+    "index_runs", "load_paper", "method_name", "method_rank", "method_table", "norm", "paper_lines", "paper_table",
+    "render", "row_tag", "summarise", "to_csv", "to_latex", "to_markdown",
+]
+
 # Baselines tried in turn when the requested one has no rows for a model.
 BASELINE_FALLBACKS = ("cot_sft_rl", "cot_sft", "base")
 DEFAULT_PAPER_FILE = Path(__file__).resolve().parents[2] / "results" / "paper" / "reported.yaml"
 PAPER_AVERAGE_MODEL = "paper: mean of 4 models"
 PAPER_BEST_MODEL = "paper: best reported"
-
-
-def norm(name: Any) -> str:
-    """A benchmark or column name lower-cased with punctuation removed (``GSM-Hard`` == ``gsm_hard``)."""
-    return re.sub(r"[^a-z0-9]", "", str(name).lower())
-
-
-def row_tag(row: dict[str, Any]) -> str | None:
-    """The ID/OOD tag of a row: its ``tag`` field, else a split named id/ood, else the paper's assignment.
-
-    Returns:
-        ``"id"``, ``"ood"``, or None when nothing says (such columns are left out of the averages).
-    """
-    if row.get("tag") in ("id", "ood"):
-        return row["tag"]
-    split = str(row.get("split") or "").lower()
-    if split == "id" or split.startswith("id_"):
-        return "id"
-    if split == "ood" or split.startswith("ood_"):
-        return "ood"
-    benchmark = norm(row.get("benchmark"))
-    if benchmark in PAPER_BENCHMARKS:
-        return "id" if benchmark in PAPER_ID_BENCHMARKS else "ood"
-    return None
 
 
 def filter_rows(rows: Iterable[dict[str, Any]], experiment: str | None = None, sweep: str | None = None,
@@ -77,119 +63,6 @@ def filter_rows(rows: Iterable[dict[str, Any]], experiment: str | None = None, s
             and (sweep is None or row.get("sweep") == sweep)
             and (not models or row.get("model") in models)
             and (not methods or row.get("method") in methods)]
-
-
-@dataclass(frozen=True)
-class Column:
-    """One table column: a metric averaged over member (benchmark, split) pairs, scaled for display.
-
-    Attributes:
-        label: Stable name (CSV header, ``--benchmarks`` selection).
-        title: Header in Markdown and LaTeX.
-        members: The (benchmark, split) pairs whose values are averaged, per seed.
-        metric: The row field shown.
-        tag: ``id``/``ood`` for benchmark columns, None when unknown.
-        benchmark: The benchmark of a single-benchmark column (for the paper's best scores), else None.
-        scale: Display factor (100 for fractions shown as percentages).
-        digits: Decimals shown.
-    """
-
-    label: str
-    title: str
-    members: tuple[tuple[str, str], ...]
-    metric: str = "accuracy"
-    tag: str | None = None
-    benchmark: str | None = None
-    scale: float = 100.0
-    digits: int = 2
-
-
-@dataclass
-class Cell:
-    """A column's value for one line: mean and sample std over seeds, seeds counted, delta to the baseline."""
-
-    mean: float | None
-    std: float | None = None
-    n: int = 0
-    delta: float | None = None
-
-
-@dataclass
-class Line:
-    """One table line: a (model, method) and its cells in column order; ``source`` says where numbers come from."""
-
-    model: str
-    method: str
-    cells: list[Cell]
-    seeds: int
-    source: str = "ours"
-
-
-@dataclass
-class Table:
-    """A built table, ready to render."""
-
-    title: str
-    columns: list[Column]
-    lines: list[Line]
-    notes: list[str] = field(default_factory=list)
-
-
-def benchmark_columns(rows: Sequence[dict[str, Any]], order: Sequence[str] | None = None) -> list[Column]:
-    """The accuracy columns of ``rows``: one per benchmark, or one per split of a multi-split benchmark.
-
-    Args:
-        rows: Result rows.
-        order: Benchmark names or column labels to show, in this order (others are dropped); None shows
-            every column, the paper's benchmarks first in its order, then the rest as first seen.
-
-    Raises:
-        ValueError: ``order`` names nothing present in ``rows``.
-    """
-    splits: dict[str, list[str]] = {}
-    tags: dict[tuple[str, str], str | None] = {}
-    for row in rows:
-        pair = (str(row["benchmark"]), str(row["split"]))
-        if pair not in tags:
-            splits.setdefault(pair[0], []).append(pair[1])
-            tags[pair] = row_tag(row)
-    columns = []
-    for benchmark, names in splits.items():
-        for split in names:
-            if len(names) == 1:
-                label, title = benchmark, PAPER_BENCHMARKS.get(norm(benchmark), benchmark)
-            else:
-                label = title = split if len(splits) == 1 else f"{benchmark}/{split}"
-            columns.append(Column(label, title, ((benchmark, split),), tag=tags[(benchmark, split)],
-                                  benchmark=benchmark if len(names) == 1 else None))
-    if order is None:
-        paper_rank = {name: rank for rank, name in enumerate(PAPER_BENCHMARKS)}
-        first_seen = {column.label: rank for rank, column in enumerate(columns)}
-        return sorted(columns, key=lambda c: (paper_rank.get(norm(c.members[0][0]), len(paper_rank)),
-                                              first_seen[c.label]))
-    wanted = [norm(name) for name in order]
-
-    def rank(column: Column) -> int | None:
-        for key in (column.label, *(f"{b}/{s}" for b, s in column.members), column.members[0][0]):
-            if norm(key) in wanted:
-                return wanted.index(norm(key))
-        return None
-
-    chosen = sorted((c for c in columns if rank(c) is not None), key=rank)
-    if not chosen:
-        raise ValueError(f"none of the benchmarks {', '.join(order)} is in the rows; "
-                         f"they have {', '.join(c.label for c in columns)}")
-    return chosen
-
-
-def average_columns(columns: Sequence[Column]) -> list[Column]:
-    """The ID and OOD accuracy averages over ``columns`` (each only when it has members)."""
-    averages = []
-    for tag, title in (("id", "ID avg"), ("ood", "OOD avg")):
-        members = tuple(pair for column in columns if column.tag == tag for pair in column.members)
-        if members:
-            averages.append(Column(f"{tag}_avg", title, members, tag=tag))
-    return averages
 
 
 def experiment_labels(rows: Iterable[dict[str, Any]]) -> dict[str, str]:
@@ -408,84 +281,3 @@ def method_table(rows: Sequence[dict[str, Any]], model: str | None = None,
                      "RL: rollout tokens)")
     columns = accuracy + average_columns(accuracy) + extra
     return Table(f"Methods on {model}", columns, build_lines(rows, columns), notes)
-
-
-def _format(cell: Cell, column: Column, std_sep: str, delta: bool) -> str:
-    if cell.mean is None:
-        return ""
-    text = f"{cell.mean:.{column.digits}f}"
-    if cell.std is not None:
-        text += f"{std_sep}{cell.std:.{column.digits}f}"
-    if delta and cell.delta is not None:
-        text += f" ({cell.delta:+.{column.digits}f})"
-    return text
-
-
-def method_name(method: str) -> str:
-    """The method's name as the paper writes it (unknown methods as they are)."""
-    return METHOD_NAMES.get(method, method)
-
-
-def to_markdown(table: Table) -> str:
-    """A GitHub Markdown table with the title above and the notes below."""
-    header = ["Model", "Method", "Seeds", *(c.title for c in table.columns)]
-    out = [f"**{table.title}**", "", "| " + " | ".join(header) + " |",
-           "|" + "|".join(["---"] * 3 + ["---:"] * len(table.columns)) + "|"]
-    for line in table.lines:
-        cells = [_format(cell, column, " ± ", True) for cell, column in zip(line.cells, table.columns)]
-        seeds = str(line.seeds) if line.source == "ours" else "-"
-        out.append("| " + " | ".join([line.model, method_name(line.method), seeds, *cells]) + " |")
-    out += [""] + [f"- {note}" for note in table.notes]
-    return "\n".join(out) + "\n"
-
-
-def _latex_escape(text: str) -> str:
-    return re.sub(r"([_%&#$])", r"\\\1", text).replace("±", r"$\pm$")
-
-
-def to_latex(table: Table) -> str:
-    """A booktabs ``tabular`` (notes as ``%`` comments); needs ``\\usepackage{booktabs}``."""
-    header = ["Model", "Method", *(c.title for c in table.columns)]
-    out = [f"% {_latex_escape(table.title)}", *(f"% {_latex_escape(note)}" for note in table.notes),
-           r"\begin{tabular}{ll" + "r" * len(table.columns) + "}", r"\toprule",
-           " & ".join(_latex_escape(h) for h in header) + r" \\", r"\midrule"]
-    model = None
-    for line in table.lines:
-        if model is not None and line.model != model:
-            out.append(r"\midrule")
-        cells = [_format(cell, column, r" $\pm$ ", True) for cell, column in zip(line.cells, table.columns)]
-        shown = _latex_escape(line.model) if line.model != model else ""
-        out.append(" & ".join([shown, _latex_escape(method_name(line.method)), *cells]) + r" \\")
-        model = line.model
-    out += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(out) + "\n"
-
-
-def to_csv(table: Table) -> str:
-    """Wide CSV: model, method, source, seeds, then ``<column>``, ``<column>_std``, ``<column>_delta`` per column.
-
-    Values are in display units (percent for accuracies), to six decimals; empty where absent.
-    """
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["model", "method", "source", "seeds",
-                     *(f"{c.label}{suffix}" for c in table.columns for suffix in ("", "_std", "_delta"))])
-    for line in table.lines:
-        values = [("" if value is None else round(value, 6)) for cell in line.cells
-                  for value in (cell.mean, cell.std, cell.delta)]
-        writer.writerow([line.model, line.method, line.source, line.seeds, *values])
-    return buffer.getvalue()
-
-
-RENDERERS = {"md": to_markdown, "latex": to_latex, "csv": to_csv}
-
-
-def render(table: Table, fmt: str) -> str:
-    """``table`` as ``md``, ``latex`` or ``csv``.
-
-    Raises:
-        ValueError: Unknown format.
-    """
-    if fmt not in RENDERERS:
-        raise ValueError(f"format {fmt!r} is not one of {', '.join(RENDERERS)}")
-    return RENDERERS[fmt](table)

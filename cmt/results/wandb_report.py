@@ -6,7 +6,7 @@ eval stage (`cmt.stages.evaluate`) logs each evaluated (method, benchmark, split
     val/<method>/<benchmark>/<split>/<field>      e.g. val/comt_sft/synthetic/ood_steps/accuracy
 
 where ``<field>`` is a numeric field of the result row (accuracy, ece, mean_output_tokens, ...). The ID/OOD
-tag is not logged; the tables infer it from the split or benchmark name (`cmt.results.table.row_tag`).
+tag is not logged; the tables infer it from the split or benchmark name (`cmt.results.columns.row_tag`).
 `rows_from_run` turns one run's summary and config, as plain dicts, into the store's row dicts;
 `fetch_rows` is a thin layer over ``wandb.Api().runs``. Without W&B credentials (offline mode) the CLI
 builds the same tables from the local store instead (``python -m cmt.results wandb``).
@@ -112,7 +112,7 @@ def create_report(path: str, rows: Sequence[dict[str, Any]], groups: Sequence[st
         rows: The rows read from W&B (they name the summary keys to chart).
         groups: Experiment or sweep names, one run set each.
         group_field: The config key the groups are values of (``experiment_name`` or ``sweep_name``).
-        table_markdown: The comparison table, as rendered by `cmt.results.table.to_markdown`.
+        table_markdown: The comparison table, as rendered by `cmt.results.render.to_markdown`.
         title: The report's title.
 
     Returns:

@@ -39,9 +39,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from cmt.atomic import publish_new, replace_folder, scratch_folder
 from cmt.checkpointing import fingerprint
 from cmt.filelock import exclusive
-from cmt.models import scratch_beside
 from cmt.stages.common import code_version
 
 TRAINING_FILE = "training.json"
@@ -97,33 +97,20 @@ class ModelStore:
         """Link ``model_dir``'s files into the store under ``key`` with ``training`` beside them; False when
         another job published that key first (its model is kept: the key says both are the same)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = scratch_beside(self.root / key)
-        try:
+        with scratch_folder(self.root / key) as tmp:
             link_tree(model_dir, tmp / "model")
             record = {**training, "published_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
             (tmp / TRAINING_FILE).write_text(json.dumps(record, indent=1))
-            try:
-                os.rename(tmp, self.root / key)
-            except OSError:
-                if (self.root / key).is_dir():
-                    return False
-                raise
-            return True
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            return publish_new(tmp, self.root / key)
 
 
 def restore(stored: StoredModel, model_dir: Path) -> None:
     """Make ``model_dir`` hold the stored model (hard links), replacing whatever it held."""
     model_dir = Path(model_dir)
     model_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = scratch_beside(model_dir)
-    try:
+    with scratch_folder(model_dir) as tmp:
         link_tree(stored.model_dir, tmp / "model")
-        shutil.rmtree(model_dir, ignore_errors=True)
-        os.rename(tmp / "model", model_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        replace_folder(tmp / "model", model_dir)
 
 
 def link_tree(source: Path, target: Path) -> None:

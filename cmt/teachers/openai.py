@@ -7,6 +7,14 @@ unreadable. A failure no retry can fix (401/403: the key; 404: the model or the 
 one-line error that says what to change. 400 and 422 (this one prompt is too long, say) fail the request
 alone; it is reported, not retried.
 
+Why the retry loop is ours (a dozen lines in `OpenAITeacher._request`): the ``openai`` client (checked:
+3.57) retries the same statuses but with fixed constants (0.5 s doubling to 8 s, 0-25 % jitter), so
+``backoff_s``, ``backoff_max_s`` and ``seed`` could not be honoured and 32 workers hit by one 429 would retry
+almost together instead of spread by full jitter; it gives up on a ``Retry-After`` over two minutes, does not
+retry a 200 whose body is not a chat completion, is not a dependency of ``cmt``, and parses every response
+into pydantic objects (more CPU per request). ``tenacity`` would replace
+the loop's dozen lines with as many of decorator arguments and add a dependency.
+
 The API key is read from the environment variable named by ``api_key_env`` when the teacher is used, and
 only ever put in the ``Authorization`` header: it is not an attribute, is never logged, and error
 messages name the variable, not its value.

@@ -222,6 +222,17 @@ def test_evaluator_refuses_everything_else(expression):
         run(expression, k=2, names=["A", "B"])
 
 
+@pytest.mark.parametrize("expression, reason", [
+    ("round(5, -100)", "round's digits out of bounds"), ("round(Fraction(1, 3), 100)", "round's digits"),
+    ("Fraction('1e400')", "exponent out of bounds"), ("Fraction('3E-400')", "exponent out of bounds"),
+    # Without the bounds each of these runs for hours: Python builds the power of ten before rounding.
+    ("round(5, -10 ** 9)", "round's digits"), ("Fraction('1e99999999')", "exponent out of bounds"),
+])
+def test_arguments_that_would_build_a_huge_number_are_refused_before_the_call(expression, reason):
+    with pytest.raises(TemplateExprError, match=reason):
+        run(expression)
+
+
 def test_structural_errors_skip_a_template_and_value_errors_redraw():
     with pytest.raises(UnsupportedExpression):
         run("open('x')")

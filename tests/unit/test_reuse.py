@@ -3,6 +3,7 @@ files stay as published whatever a job later writes into its own folder."""
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import sys
@@ -167,17 +168,19 @@ def test_a_job_claiming_a_held_key_waits_for_the_holder(tmp_path, capsys, first_
     assert f"comt_sft: waiting for the job that trains it ({tmp_path / 'reuse' / 'comt_sft' / 'k'}.lock)" in waited
 
 
-def test_a_file_system_without_locks_lets_the_job_go_on_unlocked(tmp_path, capsys, monkeypatch):
-    """Some parallel file systems refuse flock (ENOLCK); none is mounted here, so the refusal is injected."""
-    import errno
+@pytest.mark.parametrize(("code", "reason"), [(errno.ENOLCK, "No locks available"),
+                                             (errno.ENOSYS, "Function not implemented")])
+def test_a_file_system_without_locks_lets_the_job_go_on_unlocked(tmp_path, capsys, monkeypatch, code, reason):
+    """Some file systems refuse flock (NFS without its lock daemon: ENOLCK; Lustre mounted noflock: ENOSYS);
+    none is mounted here, so the refusal is injected."""
     import fcntl
 
     def refuse(fd, operation):
-        raise OSError(errno.ENOLCK, "No locks available")
+        raise OSError(code, reason)
 
     monkeypatch.setattr(fcntl, "flock", refuse)
     entered = []
     with ModelStore(tmp_path, "comt_sft").claim("k", "waiting"):
         entered.append(True)
     assert entered == [True]
-    assert f"cannot lock {tmp_path / 'reuse' / 'comt_sft' / 'k'}.lock (No locks available)" in capsys.readouterr().out
+    assert f"cannot lock {tmp_path / 'reuse' / 'comt_sft' / 'k'}.lock ({reason})" in capsys.readouterr().out

@@ -13,11 +13,18 @@ a whitelist of node kinds, operators and functions, and bounds on sizes:
   (``np.arange``, ``np.random.randint``);
 - functions: the sampling helpers the templates use (:data:`FUNCTIONS`), each a small pure function;
 - bounds: expressions of at most :data:`MAX_CHARS` characters and :data:`MAX_NODES` nodes, integers below
-  ``10**MAX_INT_DIGITS``, exponents of at most :data:`MAX_EXPONENT`, sequences of at most :data:`MAX_ITEMS`.
+  ``10**MAX_INT_DIGITS``, exponents of at most :data:`MAX_EXPONENT`, sequences of at most :data:`MAX_ITEMS`;
+  arguments that would make a function build a huge number first (``round(5, -10**9)``,
+  ``Fraction("1e99999999")``) are refused before it runs.
 
 Anything else raises :class:`UnsupportedExpression`; a template that needs it is skipped (and reported)
 by :mod:`cmt.data.benchmarks.gsm_symbolic_templates`. Errors that depend on the drawn values (a division
 by zero, an out-of-bounds number) raise the base :class:`TemplateExprError`, and the draw is retried.
+
+The other safe evaluator, `cmt.rewards.arith`, reads the arithmetic a model writes (``1,200 × $3``) with
+exact fractions and nothing else; templates need Python's syntax and number semantics (``f(1,200)`` is two
+arguments; ``int(0.29 * 100)`` is 28 with Python's floats, 29 exactly), names, functions and sequences, so
+neither is built on the other.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import ast
 import math
 import operator
 import random
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -37,6 +45,8 @@ MAX_NODES = 400
 MAX_INT_DIGITS = 30
 MAX_EXPONENT = 64
 MAX_ITEMS = 100_000
+# The exponent of a number written in scientific notation inside text (``Fraction("1e5")``).
+_EXPONENT = re.compile(r"[eE]\s*[+-]?([\d_]*)")
 
 
 class TemplateExprError(ValueError):
@@ -146,6 +156,16 @@ def _divides(value: Any, divisor: Any) -> bool:
     return _is_int(Fraction(value) / Fraction(divisor))
 
 
+def _round(value: Any, ndigits: Any = None) -> Any:
+    """``round``, refusing more digits than a bounded number has (``round(5, -10**9)`` would compute
+    ``10**(10**9)`` first)."""
+    if ndigits is None:
+        return round(value)
+    if not isinstance(ndigits, int) or abs(ndigits) > MAX_INT_DIGITS:
+        raise TemplateExprError("round's digits out of bounds")
+    return round(value, ndigits)
+
+
 def functions(rng: random.Random) -> dict[str, Callable[..., Any]]:
     """The whitelisted functions, the random ones drawing from ``rng``."""
     def sample(items: Any, k: Any = None) -> Any:
@@ -185,6 +205,10 @@ def functions(rng: random.Random) -> dict[str, Callable[..., Any]]:
         numerator = _number(numerator)
         if isinstance(numerator, str) and len(numerator) > 40:
             raise TemplateExprError("fraction text too long")
+        # Fraction("1e99999999") would build the power of ten first: a few characters, minutes of CPU.
+        if isinstance(numerator, str) and any(abs(int(e.replace("_", "") or 0)) > MAX_INT_DIGITS
+                                              for e in _EXPONENT.findall(numerator)):
+            raise TemplateExprError("exponent out of bounds in fraction text")
         try:
             return Fraction(numerator) if denominator is None else Fraction(numerator, _number(denominator))
         except (ValueError, TypeError, ZeroDivisionError) as exc:
@@ -199,7 +223,7 @@ def functions(rng: random.Random) -> dict[str, Callable[..., Any]]:
         "np.random.randint": randint, "fix_floats": lambda items: [round(v, 10) if isinstance(v, float) else v
                                                                      for v in _sequence(items)],
         "list": lambda items=(): list(_sequence(items)) if not isinstance(items, str) else list(items),
-        "int": numeric(int), "float": numeric(float), "abs": numeric(abs), "round": numeric(round),
+        "int": numeric(int), "float": numeric(float), "abs": numeric(abs), "round": numeric(_round),
         "min": numeric(min), "max": numeric(max), "sum": lambda items: sum(_number(v) for v in _sequence(items)),
         "len": len, "str": str, "Fraction": fraction, "format_frac": lambda v: str(fraction(v)),
         "is_int": _is_int, "divides": _divides,
