@@ -1,4 +1,5 @@
-"""Calibration metrics over (confidence, correct) pairs: ECE, Brier score, overconfident error rate."""
+"""Calibration metrics over (confidence, correct) pairs: ECE, Brier score, overconfident error rate; and the
+same for the intermediate steps a model writes (:func:`step_calibration`)."""
 
 from __future__ import annotations
 
@@ -32,3 +33,26 @@ def overconfident_error_rate(confidences: Sequence[float], correct: Sequence[boo
     if not confidences:
         return float("nan")
     return sum(1 for c, k in zip(confidences, correct) if c > threshold and not k) / len(confidences)
+
+
+def step_calibration(confidences: Sequence[float], correct: Sequence[bool], outputs: int,
+                     threshold: float = 0.9) -> dict[str, float]:
+    """Calibration of judged intermediate steps (:func:`cmt.rewards.calibration.judge_steps`), pooled over
+    ``outputs`` completions: what CCRL trains, measured the same way in RL's logs and in eval.
+
+    Returns:
+        ``intermediate_steps`` (judged per output), ``step_accuracy``, ``step_ece``, ``confidence_right_steps``,
+        ``confidence_wrong_steps`` and ``overconfident_step_error_rate`` (wrong steps above ``threshold``, as
+        a fraction of all judged steps); NaN where there is no step to measure.
+    """
+    right = [c for c, k in zip(confidences, correct) if k]
+    wrong = [c for c, k in zip(confidences, correct) if not k]
+    nan = float("nan")
+    return {
+        "intermediate_steps": len(confidences) / outputs if outputs else nan,
+        "step_accuracy": len(right) / len(confidences) if confidences else nan,
+        "step_ece": expected_calibration_error(confidences, correct),
+        "confidence_right_steps": sum(right) / len(right) if right else nan,
+        "confidence_wrong_steps": sum(wrong) / len(wrong) if wrong else nan,
+        "overconfident_step_error_rate": overconfident_error_rate(confidences, correct, threshold),
+    }

@@ -2,7 +2,9 @@
 
 Every run reports accuracy (flexible extraction), strict accuracy, the extraction-failure rate, the mean
 number of output tokens (the paper's token-efficiency claim) and the calibration of the answer confidence
-(geometric mean of the probabilities of the answer's tokens): ECE, Brier score, overconfident errors.
+(geometric mean of the probabilities of the answer's tokens): ECE, Brier score, overconfident errors; and
+the calibration of the intermediate results it states, judged as CCRL judges them (``intermediate_steps``
+per output, ``step_accuracy``, ``step_ece``, ``overconfident_step_error_rate``: :func:`step_calibration`).
 Decoding is greedy by default; with ``samples`` > 1 each problem gets that many sampled completions, the
 per-sample metrics above are means over all samples (``accuracy`` is then pass@1), and ``pass_at_k`` and
 ``majority_accuracy`` are added (:mod:`cmt.eval.sampling`).
@@ -13,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from tqdm.auto import tqdm
@@ -30,9 +32,12 @@ from cmt.eval.calibration import (
     brier_score,
     expected_calibration_error,
     overconfident_error_rate,
+    step_calibration,
 )
 from cmt.eval.sampling import majority_vote, pass_at_k
 from cmt.generation import decode_with_offsets, left_pad, sample, tokens_in_span
+from cmt.rewards.calibration import judge_steps
+from cmt.rewards.types import Rollout
 
 
 @dataclass
@@ -61,6 +66,10 @@ class Scored:
     truncated: bool
     # Which of the problem's samples this is (0 under greedy decoding).
     sample: int = 0
+    # The judged intermediate steps of the output, in order: the confidence in each stated result and whether
+    # it is right for the problem (cmt.rewards.calibration.judge_steps, as CCRL judges them).
+    step_confidences: list[float] = field(default_factory=list)
+    step_correct: list[bool] = field(default_factory=list)
 
 
 def generate_completions(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int,
@@ -148,8 +157,17 @@ def score(problems: Sequence[Problem], completions: Sequence[Completion], tokeni
             correct_strict=is_correct(strict, problem.gold, kind, choices=choices, **tolerance),
             confidence=answer_confidence(tokenizer, completion, flexible),
             output_tokens=len(completion.token_ids), truncated=not completion.finished, sample=index % samples,
+            **judged_intermediate_steps(tokenizer, problem, completion),
         ))
     return scored
+
+
+def judged_intermediate_steps(tokenizer, problem: Problem, completion: Completion) -> dict[str, list]:
+    """``step_confidences`` and ``step_correct`` of a completion's judged intermediate steps: the steps CCRL
+    scores, found and judged by the reward's own code (flexible extraction, ``problem`` correctness)."""
+    rollout = Rollout.from_tokens(tokenizer, 0, completion.token_ids, completion.logprobs, completion.finished)
+    steps = [j for j in judge_steps(rollout, problem) if not j.step.is_final]
+    return {"step_confidences": [j.confidence for j in steps], "step_correct": [j.correct for j in steps]}
 
 
 def metrics(scored: Sequence[Scored], ece_bins: int = 10, overconfidence: float = 0.9,
@@ -176,6 +194,8 @@ def metrics(scored: Sequence[Scored], ece_bins: int = 10, overconfidence: float 
         "overconfident_error_rate": overconfident_error_rate(confidences, correct, overconfidence),
         "mean_output_tokens": sum(s.output_tokens for s in scored) / n,
         "truncation_rate": sum(s.truncated for s in scored) / n,
+        **step_calibration([c for s in scored for c in s.step_confidences],
+                           [k for s in scored for k in s.step_correct], n, overconfidence),
     }
     if samples > 1:
         groups = [scored[i:i + samples] for i in range(0, n, samples)]

@@ -31,7 +31,7 @@ import torch
 from omegaconf import DictConfig
 
 from cmt.data.problem import Problem
-from cmt.eval.calibration import expected_calibration_error
+from cmt.eval.calibration import step_calibration
 from cmt.eval.evaluate import Completion
 from cmt.eval.traced import evaluate_traced
 from cmt.generation import Sampled, left_pad, sample
@@ -367,27 +367,24 @@ class RLModule(pl.LightningModule):
         return batch, metrics
 
     def _rollout_metrics(self, rollouts, problems, sampled) -> dict[str, float]:
-        """Accuracy, step calibration and shape statistics of the sampled rollouts."""
-        confidences, correct, intermediate = [], [], 0
+        """Accuracy, intermediate-step calibration (as eval measures it) and shape statistics of the rollouts."""
+        judged, confidences, correct = 0, [], []
         for rollout in rollouts:
             for step in judge_steps(rollout, problems[rollout.problem_index], extraction=self.reward.extraction,
                                     confidence=self.reward.confidence, correctness=self.reward.correctness):
-                confidences.append(step.confidence)
-                correct.append(step.correct)
-                intermediate += not step.step.is_final
-        right = [c for c, k in zip(confidences, correct) if k]
-        wrong = [c for c, k in zip(confidences, correct) if not k]
+                judged += 1
+                if not step.step.is_final:
+                    confidences.append(step.confidence)
+                    correct.append(step.correct)
+        steps = step_calibration(confidences, correct, len(rollouts))
         lengths = sampled.lengths.float()
         return {
             "train/accuracy": sum(answer_correct(r, problems[r.problem_index], self.reward.extraction)
                                   for r in rollouts) / len(rollouts),
             # Judged steps (the final answer included) and judged intermediate steps, per rollout.
-            "train/steps_per_rollout": len(confidences) / len(rollouts),
-            "train/intermediate_steps_per_rollout": intermediate / len(rollouts),
-            "train/confidence_correct_steps": sum(right) / len(right) if right else float("nan"),
-            "train/confidence_wrong_steps": sum(wrong) / len(wrong) if wrong else float("nan"),
-            "train/step_ece": expected_calibration_error(confidences, correct) if confidences else float("nan"),
-            "train/overconfident_step_error_rate": sum(c > 0.9 for c in wrong) / max(len(confidences), 1),
+            "train/steps_per_rollout": judged / len(rollouts),
+            "train/intermediate_steps_per_rollout": steps.pop("intermediate_steps"),
+            **{f"train/{key}": value for key, value in steps.items()},
             "train/completion_length": float(lengths.mean()),
             "train/truncation_rate": float((~sampled.finished).float().mean()),
         }
