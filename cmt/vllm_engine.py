@@ -42,6 +42,10 @@ def validate_vllm_config(node: Mapping) -> None:
     checks.positive_int(node, "tensor_parallel_size", prefix="vllm")
     checks.number(node, "gpu_memory_utilization", 0.0, 1.0, low_open=True, prefix="vllm")
     checks.boolean(node, "enforce_eager", prefix="vllm")
+    if "lora" in node:
+        from cmt.lora_merge import LORA_MODES
+
+        checks.choice(node, "lora", LORA_MODES, prefix="vllm")
 
 
 def on_cpu() -> bool:

@@ -5,7 +5,9 @@ paged attention and continuous batching sample an order of magnitude faster. The
 RL stage next to the trainer (same device, its own KV cache, ``vllm.*`` settings) and after every optimizer
 step it gets the policy's new weights: full weights are written to a scratch safetensors folder and
 reloaded in place (vLLM's layerwise reload, which re-packs the CPU backend's kernels, and a re-pack of a
-tied LM head, which that reload skips: `cmt.rl.vllm_worker`); a LoRA policy's adapter is saved and served under a new adapter id (vLLM caches adapters by id).
+tied LM head, which that reload skips: `cmt.rl.vllm_worker`); a LoRA policy's adapter is saved and served
+under a new adapter id (vLLM caches adapters by id), or folded into full weights that are synced the same
+way (``vllm.lora``: merged on a CPU, where vLLM's LoRA path is slow; :mod:`cmt.lora_merge`).
 
 What comes back is a :class:`cmt.generation.Sampled`, as from the built-in sampler, whose log-probs are
 vLLM's: the *behaviour* policy that drew the tokens (temperature-scaled, ``logprobs_mode=processed_logprobs``).
@@ -30,6 +32,7 @@ import torch
 
 from cmt import vllm_engine
 from cmt.generation import Sampled
+from cmt.lora_merge import save_merged
 
 
 class VLLMRollouts:
@@ -41,7 +44,9 @@ class VLLMRollouts:
         tokenizer: The policy's tokenizer (prompts are tokenized with it, as for the built-in sampler).
         options: Engine settings (:func:`cmt.vllm_engine.engine_options`).
         scratch: A folder for the synced weights (emptied on each sync).
-        lora_rank: The policy's LoRA rank; None for a full-weight policy.
+        lora_rank: The policy's LoRA rank, when the engine is to serve its adapter; None for a full-weight
+            policy, or for a LoRA policy synced as full weights with its adapter folded in (``vllm.lora``
+            merged, :mod:`cmt.lora_merge`).
     """
 
     def __init__(self, base: str, tokenizer, options: Mapping[str, Any], scratch: str | Path,
@@ -87,9 +92,10 @@ class VLLMRollouts:
     def sync(self, policy: torch.nn.Module) -> None:
         """Give the engine ``policy``'s current weights (call after every optimizer step).
 
-        A LoRA policy (PEFT) has its adapter saved and served under a new id; a full policy has its weights
-        saved as safetensors and reloaded into the engine in place, and the prefix cache (KV computed with the
-        old weights) dropped.
+        A LoRA policy (PEFT) has its adapter saved and served under a new id where the engine serves LoRA
+        (``lora_rank``); elsewhere its weights with the adapter folded in are synced as a full policy's are:
+        saved as safetensors and reloaded into the engine in place, and the prefix cache (KV computed with
+        the old weights) dropped.
         """
         self.syncs += 1
         folder = self.scratch / f"sync-{self.syncs}"
@@ -101,7 +107,10 @@ class VLLMRollouts:
             policy.save_pretrained(str(folder))
             self.lora = LoRARequest(f"policy-{self.syncs}", self.syncs, str(folder))
             return
-        policy.save_pretrained(str(folder), safe_serialization=True)
+        if hasattr(policy, "peft_config"):
+            save_merged(policy, folder)
+        else:
+            policy.save_pretrained(str(folder), safe_serialization=True)
         self.llm.collective_rpc("sync_weights", args=(str(folder),))
         self.llm.reset_prefix_cache()
 

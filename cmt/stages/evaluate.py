@@ -9,6 +9,7 @@ the run store, and print a table: rows the methods, columns the splits.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from datetime import datetime, timezone
@@ -25,6 +26,7 @@ from cmt.eval import vllm_backend
 from cmt.eval.evaluate import as_dicts
 from cmt.eval.traced import evaluate_generated, evaluate_traced
 from cmt.logging import log_metrics
+from cmt.lora_merge import lora_mode, save_merged
 from cmt.models import load_model, load_tokenizer, resolve_source
 from cmt.precision import device_for
 from cmt.results.store import append_rows, write_jsonl
@@ -81,12 +83,20 @@ def run(ctx: StageContext) -> dict[str, float]:
     traces = {name: TraceProtocol.load(checkpoint) for name, checkpoint in checkpoints.items()}
     for name, checkpoint in checkpoints.items():
         trace = traces[name]
+        merged = None
         if cfg.eval.backend == "vllm":
             # vLLM loads the weights itself; the tokenizer renders prompts and reads answer confidence.
             adapter = checkpoint is not None and (checkpoint / "adapter_config.json").is_file()
             tokenizer = load_tokenizer(str(checkpoint) if checkpoint and not adapter else resolve_source(cfg.model))
             options = vllm_engine.engine_options(cfg.vllm, str(cfg.model.get("dtype", "auto")), int(cfg.seed))
-            model = vllm_backend.load(resolve_source(cfg.model), checkpoint, options)
+            if adapter and lora_mode(cfg.vllm) == "merged":
+                # The adapter folded into full weights in a scratch folder (cmt/lora_merge.py), removed below.
+                peft_model, peft_tokenizer = load_model(cfg.model, checkpoint)
+                merged = save_merged(peft_model, Path(cfg.paths.output_dir) / "vllm-merged" / name, peft_tokenizer)
+                del peft_model
+                model = vllm_backend.load(str(merged), None, options)
+            else:
+                model = vllm_backend.load(resolve_source(cfg.model), checkpoint, options)
         else:
             model, tokenizer = load_model(cfg.model, checkpoint)
             model.to(device_for(cfg.trainer.accelerator))
@@ -121,6 +131,8 @@ def run(ctx: StageContext) -> dict[str, float]:
                 metrics[f"{name}/{eval_set.benchmark}/{eval_set.split}/{key}"] = value
         if isinstance(model, vllm_backend.Engine):
             vllm_engine.stop(model.llm)  # its memory is the next method's
+        if merged is not None:
+            shutil.rmtree(merged, ignore_errors=True)
         del model
     append_rows(Path(cfg.paths.results) / "runs.jsonl", rows)
     log_metrics(ctx.logger, {f"val/{k}": v for k, v in metrics.items()})

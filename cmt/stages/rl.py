@@ -124,16 +124,20 @@ def rollout_engine(cfg, parent, policy, tokenizer):
     """The colocated vLLM engine of ``rl.rollout=vllm``, started once for the stage (`cmt.rl.vllm_rollouts`).
 
     It loads the policy's starting weights: the SFT checkpoint (full weights), or for a LoRA policy the base
-    model, serving the adapter once the first sync saves it.
+    model, serving the adapter (or, with ``vllm.lora`` merged, the weights with it folded in) once the first
+    sync saves it.
     """
+    from cmt.lora_merge import lora_mode
     from cmt.models import resolve_source
     from cmt.rl.vllm_rollouts import VLLMRollouts
     from cmt.vllm_engine import engine_options
 
     lora_rank = int(policy.peft_config["default"].r) if hasattr(policy, "peft_config") else None
+    merge = lora_rank is not None and lora_mode(cfg.vllm) == "merged"
     base = resolve_source(cfg.model) if lora_rank is not None or parent is None else str(parent)
     options = engine_options(cfg.vllm, str(cfg.model.get("dtype", "auto")), int(cfg.seed))
-    return VLLMRollouts(base, tokenizer, options, Path(cfg.paths.output_dir) / "vllm-sync", lora_rank)
+    return VLLMRollouts(base, tokenizer, options, Path(cfg.paths.output_dir) / "vllm-sync",
+                        None if merge else lora_rank)
 
 
 def run(ctx: StageContext, method_name: str) -> dict[str, float]:

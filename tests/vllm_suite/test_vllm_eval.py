@@ -65,3 +65,39 @@ def test_vllm_generates_a_plan_then_execute_method_as_the_built_in_loop_does(tmp
         outputs[backend] = [json.loads(line)["output"] for path in saved for line in path.read_text().splitlines()]
     assert len(outputs["hf"]) >= 12 and all("\nExecution:" in output for output in outputs["hf"])
     assert outputs["vllm"] == outputs["hf"]
+
+
+def test_a_lora_checkpoint_evaluated_merged_by_vllm_answers_as_the_built_in_loop(tmp_path, cfg_factory, tiny,
+                                                                               monkeypatch):
+    """``vllm.lora=merged`` (the CPU default): a LoRA checkpoint is folded into full weights for the engine; its
+    greedy outputs are the built-in loop's over the PEFT model, and the scratch weights are removed after."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from cmt.models import save_model
+    from cmt.stages import evaluate as eval_stage
+    from cmt.stages.common import StageContext, checkpoint_dir
+
+    for key, value in vllm_environment(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    model, tokenizer = tiny
+    torch.manual_seed(0)
+    lora = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    with torch.no_grad():
+        for name, parameter in lora.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.2)
+    outputs = {}
+    for backend in ("hf", "vllm"):
+        cfg = cfg_factory(["stage=eval", "eval.methods=[cot_sft]", "benchmark.eval_n=6", "eval.max_new_tokens=24",
+                           "logger=none", "model.dtype=float32", f"eval.backend={backend}", "vllm.lora=merged",
+                           *ENGINE_OVERRIDES])
+        save_model(lora, tokenizer, checkpoint_dir(cfg, "cot_sft"))
+        assert (checkpoint_dir(cfg, "cot_sft") / "adapter_config.json").is_file()
+        eval_stage.run(StageContext(cfg=cfg, logger=None, run_id=backend))
+        saved = sorted((Path(cfg.paths.output_dir) / "predictions" / "cot_sft").glob("*.jsonl"))
+        outputs[backend] = [json.loads(line)["output"] for path in saved for line in path.read_text().splitlines()]
+        assert not (Path(cfg.paths.output_dir) / "vllm-merged").exists() or not any(
+            (Path(cfg.paths.output_dir) / "vllm-merged").iterdir())
+    assert len(outputs["hf"]) >= 12
+    assert outputs["vllm"] == outputs["hf"]

@@ -87,6 +87,30 @@ def test_after_a_weight_sync_vllm_greedy_outputs_equal_the_updated_trainers(roll
     assert rows(engine.sample(PROMPTS, 1, 24, 0.0, seed=0)) == rows(before)
 
 
+def test_a_lora_policy_is_synced_merged_into_an_engine_without_lora(rollouts):
+    """``vllm.lora=merged`` (the CPU default): the engine serves the base model's weights, and a LoRA policy is
+    synced with its adapter folded in; vLLM then samples what the PEFT model samples."""
+    from peft import LoraConfig, get_peft_model
+
+    engine, policy, tokenizer = rollouts
+    torch.manual_seed(0)
+    lora = get_peft_model(copy.deepcopy(policy), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    with torch.no_grad():
+        for name, parameter in lora.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.2)
+    inputs = left_pad(tokenizer, PROMPTS)
+    expected = sample(lora.eval(), **inputs, max_new_tokens=24, eos_ids=[0, 1], pad_id=1)
+    before = engine.sample(PROMPTS, 1, 24, 0.0, seed=0)
+    engine.sync(lora)
+    after = engine.sample(PROMPTS, 1, 24, 0.0, seed=0)
+    rows = lambda s: [s.tokens[i, :int(s.lengths[i])].tolist() for i in range(len(PROMPTS))]  # noqa: E731
+    assert rows(after) == rows(expected) and rows(before) != rows(expected)
+    assert torch.allclose(after.logprobs, expected.logprobs[:, :after.logprobs.shape[1]], atol=1e-3)
+    engine.sync(policy)
+    assert rows(engine.sample(PROMPTS, 1, 24, 0.0, seed=0)) == rows(before)
+
+
 def test_rl_steps_with_vllm_rollouts_sync_the_engine_and_train_the_policy(rollouts, cfg_factory):
     import pytorch_lightning as pl
     from torch.utils.data import DataLoader
