@@ -5,7 +5,8 @@ paged attention and continuous batching sample an order of magnitude faster. The
 RL stage next to the trainer (same device, its own KV cache, ``vllm.*`` settings) and after every optimizer
 step it gets the policy's new weights: full weights are written to a scratch safetensors folder and
 reloaded in place (vLLM's layerwise reload, which re-packs the CPU backend's kernels, and a re-pack of a
-tied LM head, which that reload skips: `cmt.rl.vllm_worker`); a LoRA policy's adapter is saved and served under a new adapter id (vLLM caches adapters by id).
+tied LM head, which that reload skips: `cmt.rl.vllm_worker`); a LoRA policy's adapter is saved and served under
+a new adapter id (vLLM caches adapters by id).
 
 What comes back is a :class:`cmt.generation.Sampled`, as from the built-in sampler, whose log-probs are
 vLLM's: the *behaviour* policy that drew the tokens (temperature-scaled, ``logprobs_mode=processed_logprobs``).
@@ -79,7 +80,8 @@ class VLLMRollouts:
         for row, out in enumerate(outputs):
             ids = list(out.token_ids)
             tokens[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
-            logprobs[row, :len(ids)] = torch.tensor([step[t].logprob for step, t in zip(out.logprobs, ids)])
+            chosen = [step[t].logprob for step, t in zip(out.logprobs, ids, strict=True)]
+            logprobs[row, :len(ids)] = torch.tensor(chosen)
         lengths = torch.tensor([len(out.token_ids) for out in outputs], dtype=torch.long)
         finished = torch.tensor([out.finish_reason == "stop" for out in outputs], dtype=torch.bool)
         return Sampled(tokens, logprobs, lengths, finished)

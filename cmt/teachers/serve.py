@@ -168,7 +168,7 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             return True
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:  # the name http.server calls
         if self.path.rstrip("/") == "/stats":
             with self.server.lock:
                 stats = {"served": dict(self.server.served), "events": dict(self.server.events)}
@@ -180,7 +180,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._error(404, f"no route {self.path}")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
         raw = self.rfile.read(length)
         if self.path.rstrip("/") != "/v1/chat/completions":

@@ -12,7 +12,11 @@ from matplotlib.image import imread
 
 from cmt.eval.calibration import expected_calibration_error
 from cmt.results.plots import (
-    accuracy_by_benchmark, accuracy_vs_tokens, read_predictions, reliability_bins, reliability_diagram,
+    accuracy_by_benchmark,
+    accuracy_vs_tokens,
+    read_predictions,
+    reliability_bins,
+    reliability_diagram,
 )
 from cmt.results.store import append_rows
 

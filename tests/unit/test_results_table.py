@@ -14,8 +14,18 @@ import pytest
 
 from cmt.results.store import append_rows
 from cmt.results.table import (
-    PAPER_AVERAGE_MODEL, PAPER_BEST_MODEL, benchmark_columns, choose_baseline, filter_rows, method_table,
-    paper_table, render, row_tag, to_csv, to_latex, to_markdown,
+    PAPER_AVERAGE_MODEL,
+    PAPER_BEST_MODEL,
+    benchmark_columns,
+    choose_baseline,
+    filter_rows,
+    method_table,
+    paper_table,
+    render,
+    row_tag,
+    to_csv,
+    to_latex,
+    to_markdown,
 )
 
 SQRT2 = math.sqrt(2)
@@ -45,14 +55,14 @@ def rows():
     out = [make_row("qwen", "cot_sft_rl", 0, "gsm8k", 0.10),
            make_row("qwen", "comt_ccrl", 0, "gsm8k", 0.99, experiment="other")]
     for (model, method, seed), values in GRID.items():
-        for benchmark, accuracy in zip(BENCHMARKS, values):
+        for benchmark, accuracy in zip(BENCHMARKS, values, strict=True):
             out.append(make_row(model, method, seed, benchmark, accuracy))
     return out
 
 
 def line(table, model, method):
     (found,) = [x for x in table.lines if x.model == model and x.method == method]
-    return {column.label: cell for column, cell in zip(table.columns, found.cells)}
+    return {column.label: cell for column, cell in zip(table.columns, found.cells, strict=True)}
 
 
 def test_means_stds_averages_and_deltas_match_hand_computation(rows):

@@ -9,7 +9,8 @@ from cmt.modules.rl import Batch
 from cmt.rl.forward import _full_rows, _logits, completion_logits, completion_logprobs
 
 PROMPTS = ["Question: Mia has 12 apples. She finds 5 more apples. How many apples does Mia have now?\nAnswer:",
-           "Question: Leo has 7 coins.\nAnswer:", "Question: A box holds 3 pens. How many pens are in 4 boxes?\nAnswer:"]
+           "Question: Leo has 7 coins.\nAnswer:",
+           "Question: A box holds 3 pens. How many pens are in 4 boxes?\nAnswer:"]
 GROUP = 4
 
 

@@ -336,7 +336,7 @@ class _SameRollouts(pl.Callback):
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         self.moved.append(tuple(any(not torch.equal(start[n], p) for n, p in m.named_parameters())
-                                for m, start in zip((self.policy, self.critic), self.start)))
+                                for m, start in zip((self.policy, self.critic), self.start, strict=True)))
 
 
 def test_critic_warmup_trains_only_the_critic_and_explained_variance_rises(tiny, rl_config):

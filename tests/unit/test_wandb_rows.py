@@ -59,7 +59,7 @@ def test_rows_from_runs_build_the_same_tables():
         rows += rows_from_run({**summary("comt_ccrl", ours), **summary("cot_sft_rl", baseline)}, config, f"r{seed}")
     table = paper_table(rows, paper="never")
     (line,) = [x for x in table.lines if x.method == "comt_ccrl"]
-    cells = dict(zip((c.label for c in table.columns), line.cells))
+    cells = dict(zip((c.label for c in table.columns), line.cells, strict=True))
     assert cells["gsm8k"].mean == pytest.approx(91.0) and cells["gsm8k"].delta == pytest.approx(9.0)
     assert cells["id_avg"].mean == pytest.approx(91.0) and cells["ood_avg"].mean == pytest.approx(71.0)
 
