@@ -202,11 +202,14 @@ def _lora_cfg(dropout: float) -> dict:
 
 
 def _full_row_logprobs(model, rows):
+    """Log-probs of the completion tokens from one plain pass over every row's ``[prompt | completion]``."""
     from cmt.lm_head import token_logprobs
-    from cmt.rl.forward import _full_rows, _logits
 
+    width = rows["tokens"].shape[1]
     with torch.no_grad():
-        return token_logprobs(_full_rows(_logits(model), rows), rows["tokens"])
+        logits = model(input_ids=rows["input_ids"], attention_mask=rows["attention_mask"],
+                       position_ids=rows["position_ids"]).logits
+        return token_logprobs(logits[:, -width - 1:-1], rows["tokens"])
 
 
 def test_a_lora_policys_reference_is_the_frozen_sft_adapter(tiny, rl_config, tmp_path):
