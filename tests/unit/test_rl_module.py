@@ -173,8 +173,15 @@ def test_a_micro_batch_cut_to_its_rows_width_gives_the_full_width_results(tiny, 
     # No cheaper than either order it chooses from: by total length, or prompt by prompt.
     by_length = torch.argsort(lengths, stable=True).split(4)
     by_prompt = torch.arange(len(lengths)).split(4)
-    cost = sum(batch._tokens(c) for c in chunks)
-    assert cost <= min(sum(batch._tokens(c) for c in by_length), sum(batch._tokens(c) for c in by_prompt))
+
+    def tokens(chunk):
+        """What a forward pass over ``chunk`` processes: its distinct prompts once each, and each row's completion,
+        as `Batch.rows` cuts them."""
+        rows = batch.rows(chunk)
+        return rows["prompt_ids"].numel() + rows["tokens"].numel()
+
+    cost = sum(tokens(c) for c in chunks)
+    assert cost <= min(sum(tokens(c) for c in by_length), sum(tokens(c) for c in by_prompt))
     critic = Critic(model.model, model.config.hidden_size).eval()
     torch.nn.init.normal_(critic.head.weight)
     everything = batch.rows(torch.arange(len(lengths)))
