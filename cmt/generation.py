@@ -124,7 +124,7 @@ def draw(logprobs: torch.Tensor, generator: torch.Generator | None = None) -> to
     """One token per row of (B, V) ``logprobs``, drawn from their distribution: (B,) token ids.
 
     The CDF is inverted at one uniform number per row, where ``torch.multinomial`` draws an exponential
-    number for every vocabulary entry: 16x faster on a CPU with 595 ids, 4.6x with 151,936 (32 rows). The CDF
+    number for every vocabulary entry: much faster on a CPU (measured: perf/README.md, "What changed"). The CDF
     is summed in float64 (float32 on Apple's MPS, which has no float64), so a token whose probability is far
     below float32's resolution near 1 keeps its share. Zero-probability tokens are never drawn
     (``right=True`` skips the flat steps of the CDF). The uniform numbers come from ``generator``'s own device

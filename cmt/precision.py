@@ -3,10 +3,10 @@
 Lightning has no automatic precision, and the right one depends on the machine: bf16 autocast is what GPUs
 from Ampere on are built for, and it trains the bundled tiny model faster on a CPU with bf16 dot-product
 instructions (AVX512-BF16 or AMX; measured in perf/README.md, "bf16 and eager attention on the tiny model"),
-but emulating bf16 on a CPU without them can be slower than float32. So ``auto`` becomes ``bf16-mixed`` where bf16 is native and ``32-true``
-elsewhere; every other value is passed to Lightning unchanged. Weights stay float32 under ``bf16-mixed``
-(only the matrix products run in bf16), so saved models and their accuracy differ from a ``32-true`` run
-by rounding only."""
+but emulating bf16 on a CPU without them can be slower than float32. So ``auto`` becomes ``bf16-mixed`` where
+bf16 is native and ``32-true`` elsewhere; every other value is passed to Lightning unchanged. Weights stay
+float32 under ``bf16-mixed`` (only the matrix products run in bf16), so saved models and their accuracy
+differ from a ``32-true`` run by rounding only."""
 
 from __future__ import annotations
 

@@ -156,12 +156,12 @@ def generate_traced(generate: Generate, tokenizer, prompts: Sequence[str], proto
     first = generate(list(prompts), num_samples)
     owners = [prompts[i // num_samples] for i in range(len(first))]
     if protocol.name == "direct":
-        return [Traced(prompt, "", [], [], completion) for prompt, completion in zip(owners, first)]
+        return [Traced(prompt, "", [], [], completion) for prompt, completion in zip(owners, first, strict=True)]
     cuts = [cut_plan(tokenizer, c.token_ids, protocol.plan_end) for c in first]
-    execution_prompts = [prompt + plan + protocol.cue for prompt, (_, plan) in zip(owners, cuts)]
+    execution_prompts = [prompt + plan + protocol.cue for prompt, (_, plan) in zip(owners, cuts, strict=True)]
     second = generate(execution_prompts, 1)
     return [Traced(prompt, plan, c.token_ids[:kept], c.logprobs[:kept], completion)
-            for prompt, (kept, plan), c, completion in zip(execution_prompts, cuts, first, second)]
+            for prompt, (kept, plan), c, completion in zip(execution_prompts, cuts, first, second, strict=True)]
 
 
 def as_completion(tokenizer, traced: Traced, protocol: TraceProtocol) -> Completion:

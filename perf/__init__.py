@@ -11,4 +11,7 @@
 Every side runs in its own subprocess (``python -m perf worker ...``), so peak memory is its own and one
 side's imports or caches never help the other. The peers (trl, lm-eval) are optional: ``pip install -e
 ".[perf]"``; without them the harness says so in one line and still measures our side. See perf/README.md.
+
+Apart from the table: ``python -m perf.teacher_client`` measures the OpenAI-compatible teacher client and its
+cache against the loopback echo server (perf/README.md, "The teacher client").
 """

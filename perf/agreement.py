@@ -73,9 +73,10 @@ def compare(our_texts: Sequence[str], peer_raw: Sequence[str], peer_flexible: Se
     if n == 0 or not n == len(peer_raw) == len(peer_flexible) == len(peer_strict):
         raise ValueError(f"need as many non-zero answers on each side, got {n}, {len(peer_raw)}, "
                          f"{len(peer_flexible)}, {len(peer_strict)}")
-    generation = sum(cut_at_stops(o).strip() == p.strip() for o, p in zip(our_texts, peer_raw))
-    flexible = sum(same_answer(extract_flexible(p), peer_value(f)) for p, f in zip(peer_raw, peer_flexible))
-    strict = sum(same_answer(extract_strict(p), peer_value(s)) for p, s in zip(peer_raw, peer_strict))
+    generation = sum(cut_at_stops(o).strip() == p.strip() for o, p in zip(our_texts, peer_raw, strict=True))
+    flexible = sum(same_answer(extract_flexible(p), peer_value(f))
+                   for p, f in zip(peer_raw, peer_flexible, strict=True))
+    strict = sum(same_answer(extract_strict(p), peer_value(s)) for p, s in zip(peer_raw, peer_strict, strict=True))
     answered = sum(peer_value(f) is not None for f in peer_flexible)
     return {"generation_match": generation / n, "answer_agreement_flexible": flexible / n,
             "answer_agreement_strict": strict / n, "peer_answered": answered / n}

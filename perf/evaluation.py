@@ -43,7 +43,8 @@ def ours(settings: dict[str, Any], workdir: str) -> dict[str, Any]:
     sync(device)
     seconds = time.perf_counter() - started
     with open(Path(workdir) / "eval_ours.jsonl", "w") as handle:
-        handle.writelines(json.dumps({"id": record.id, "output": record.output, "predicted": record.predicted}) + "\n" for record in scored)
+        handle.writelines(json.dumps({"id": record.id, "output": record.output, "predicted": record.predicted}) + "\n"
+                          for record in scored)
     prompt_tokens = sum(len(x) for x in tokenizer(prompts).input_ids) / len(prompts)
     return {"problems_per_s": len(problems) / seconds, "seconds": seconds, "n": len(problems),
             "accuracy": values["accuracy"], "mean_output_tokens": values["mean_output_tokens"],

@@ -95,7 +95,7 @@ def step_times(step_ends: list[float], skip: int) -> list[float]:
     """Durations of the steps in the timed window (see :func:`window`)."""
     skip = max(int(skip), 1)
     window(step_ends, skip)
-    return [b - a for a, b in zip(step_ends[skip - 1:-1], step_ends[skip:])]
+    return [b - a for a, b in zip(step_ends[skip - 1:-1], step_ends[skip:], strict=True)]
 
 
 def median(values: list[float]) -> float:

@@ -108,7 +108,8 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
             value = _get(results, "eval", "peer", key)
             rows.append(_row("4 Eval", label, None, value, "lm-eval hf gsm8k", value, "fraction of problems"))
     if "comt" in results:
-        comt, cot = _get(results, "comt", "comt", "tokens_per_example"), _get(results, "comt", "cot", "tokens_per_example")
+        comt = _get(results, "comt", "comt", "tokens_per_example")
+        cot = _get(results, "comt", "cot", "tokens_per_example")
         rows.append(_row("5 CoMT vs CoT", "tokens per training example", comt, cot, "CoT", _ratio(comt, cot),
                          "CoMT/CoT (paper: about 0.5)"))
         comt = _get(results, "comt", "comt", "target_tokens_per_example")
@@ -133,10 +134,10 @@ def render(rows: list[Row]) -> str:
     header = ("section", "metric", "ours", "peer", "vs", "ratio", "meaning", "goal", "met")
     lines = [(r.section, r.metric, _fmt(r.ours), _fmt(r.peer), r.peer_name or "", _fmt(r.ratio), r.ratio_means,
               r.goal or "", "" if r.met is None else ("yes" if r.met else "NO")) for r in rows]
-    widths = [max(len(str(x)) for x in column) for column in zip(header, *lines)]
-    out = ["  ".join(str(x).ljust(w) for x, w in zip(header, widths)).rstrip()]
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *lines, strict=True)]
+    out = ["  ".join(str(x).ljust(w) for x, w in zip(header, widths, strict=True)).rstrip()]
     out.append("  ".join("-" * w for w in widths))
-    out += ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip() for line in lines]
+    out += ["  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip() for line in lines]
     return "\n".join(out)
 
 

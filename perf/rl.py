@@ -140,10 +140,11 @@ def trl(settings: dict[str, Any], workdir: str) -> dict[str, Any]:
     eos = tokenizer.eos_token_id
 
     def outcome(completions, gold, **_):
-        return [float(is_correct(extract_answer(c, "flexible"), g)) for c, g in zip(completions, gold)]
+        return [float(is_correct(extract_answer(c, "flexible"), g)) for c, g in zip(completions, gold, strict=True)]
 
     def well_formed(completions, completion_ids, **_):
-        return [float(eos in ids and extract_strict(c) is not None) for c, ids in zip(completions, completion_ids)]
+        return [float(eos in ids and extract_strict(c) is not None)
+                for c, ids in zip(completions, completion_ids, strict=True)]
 
     rollouts = int(s["prompts_per_step"]) * int(s["group_size"])
     micro, mini = int(s["micro_batch_size"]), int(s["mini_batch_size"])

@@ -36,7 +36,7 @@ def apply_override(settings: dict[str, Any], assignment: str) -> None:
     node = settings
     for part in parents:
         if not isinstance(node.get(part), dict):
-            raise ValueError(  # noqa: TRY004 (a bad key, not a bad type)
+            raise ValueError(  # a bad key, not a bad type
                 f"unknown setting {key!r} (no section {part!r} in perf/config.yaml)")
         node = node[part]
     if leaf not in node:

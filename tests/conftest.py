@@ -54,8 +54,8 @@ def tiny():
 @pytest.fixture
 def echo_server():
     """``start(*args, env=None) -> base_url``: OpenAI-compatible echo servers on 127.0.0.1 (``python -m
-    cmt.teachers.serve --echo``, with the given failure-injection arguments), stopped after the test."""
-    from cmt.teachers.serve import launch
+    tools.openai_server --echo``, with the given failure-injection arguments), stopped after the test."""
+    from tools.openai_server import launch
 
     processes = []
 

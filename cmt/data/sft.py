@@ -35,7 +35,7 @@ def tokenize_pairs(tokenizer, prompts: Sequence[str], targets: Sequence[str], ma
     prompt_ids = tokenizer(list(prompts), add_special_tokens=True).input_ids
     target_ids = tokenizer([target_prefix + t for t in targets], add_special_tokens=False).input_ids
     examples = []
-    for p, t in zip(prompt_ids, target_ids):
+    for p, t in zip(prompt_ids, target_ids, strict=True):
         t = t + [tokenizer.eos_token_id]
         ids = (p + t)[:max_length]
         labels = ([IGNORE_INDEX] * len(p) + t)[:max_length]

@@ -114,7 +114,8 @@ Event = Callable[[ProgramState], "str | None"]
 
 def _find(s: ProgramState) -> str:
     found = s.draw("amount")
-    s.value = s.step("total", "+", s.value, found, f"Add the {s.items} {s.person} found to the {s.items} {s.person} had.")
+    s.value = s.step("total", "+", s.value, found,
+                     f"Add the {s.items} {s.person} found to the {s.items} {s.person} had.")
     return f"{s.pronoun} finds {found} more {s.items}."
 
 

@@ -25,14 +25,14 @@ def brier_score(confidences: Sequence[float], correct: Sequence[bool]) -> float:
     """Mean squared difference between confidence and correctness (0 is perfect)."""
     if not confidences:
         return float("nan")
-    return sum((c - float(k)) ** 2 for c, k in zip(confidences, correct)) / len(confidences)
+    return sum((c - float(k)) ** 2 for c, k in zip(confidences, correct, strict=True)) / len(confidences)
 
 
 def overconfident_error_rate(confidences: Sequence[float], correct: Sequence[bool], threshold: float = 0.9) -> float:
     """Fraction of all answers that are wrong yet given with confidence above ``threshold``."""
     if not confidences:
         return float("nan")
-    return sum(1 for c, k in zip(confidences, correct) if c > threshold and not k) / len(confidences)
+    return sum(1 for c, k in zip(confidences, correct, strict=True) if c > threshold and not k) / len(confidences)
 
 
 def step_calibration(confidences: Sequence[float], correct: Sequence[bool], outputs: int,
@@ -45,8 +45,8 @@ def step_calibration(confidences: Sequence[float], correct: Sequence[bool], outp
         ``confidence_wrong_steps`` and ``overconfident_step_error_rate`` (wrong steps above ``threshold``, as
         a fraction of all judged steps); NaN where there is no step to measure.
     """
-    right = [c for c, k in zip(confidences, correct) if k]
-    wrong = [c for c, k in zip(confidences, correct) if not k]
+    right = [c for c, k in zip(confidences, correct, strict=True) if k]
+    wrong = [c for c, k in zip(confidences, correct, strict=True) if not k]
     nan = float("nan")
     return {
         "intermediate_steps": len(confidences) / outputs if outputs else nan,

@@ -86,7 +86,8 @@ def generate_completions(model, tokenizer, prompts: Sequence[str], max_new_token
     order = longest_first(tokenizer, prompts)
     per_batch = max(1, batch_size // samples)
     results: list[Completion | None] = [None] * (len(prompts) * samples)
-    eos_ids = sorted({tokenizer.eos_token_id, *([tokenizer.pad_token_id] if tokenizer.pad_token_id is not None else [])})
+    pad_ids = [tokenizer.pad_token_id] if tokenizer.pad_token_id is not None else []
+    eos_ids = sorted({tokenizer.eos_token_id, *pad_ids})
     was_training = model.training
     model.eval()
     with tqdm(total=len(results), desc=desc, unit="problem", leave=False) as bar:
@@ -204,7 +205,8 @@ def metrics(scored: Sequence[Scored], ece_bins: int = 10, overconfidence: float 
             "samples": float(samples),
             "pass_at_1": values["accuracy"],
             "pass_at_k": sum(pass_at_k(samples, sum(s.correct for s in g), samples) for g in groups) / len(groups),
-            "majority_accuracy": sum(v is not None and g[v].correct for g, v in zip(groups, votes)) / len(groups),
+            "majority_accuracy": sum(v is not None and g[v].correct
+                                     for g, v in zip(groups, votes, strict=True)) / len(groups),
         })
     return values
 

@@ -39,7 +39,7 @@ def probe_texts(problems: Sequence[Problem], variant: str) -> list[str]:
     """The probe inputs of one variant: events, the variant's gap, then "Now NAME has"."""
     meta_thoughts = RuleTeacher().write(problems, "comt")
     texts = []
-    for problem, trace in zip(problems, meta_thoughts):
+    for problem, trace in zip(problems, meta_thoughts, strict=True):
         events = problem.question[:problem.question.rindex(". ") + 1]
         gap = VARIANTS[variant](problem, trace[:trace.rindex("The answer is")].strip())
         person = problem.question.split()[0]
@@ -50,7 +50,7 @@ def probe_texts(problems: Sequence[Problem], variant: str) -> list[str]:
 def accuracy_by_steps(problems: Sequence[Problem], continuations: Sequence[str]) -> dict[int | str, float]:
     """Fraction right overall (key ``all``) and per program length (number of steps)."""
     right: dict[int | str, list[bool]] = defaultdict(list)
-    for problem, text in zip(problems, continuations):
+    for problem, text in zip(problems, continuations, strict=True):
         number = parse_number(text)
         correct = number is not None and number.canonical() == problem.gold
         right["all"].append(correct)

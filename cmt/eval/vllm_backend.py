@@ -75,7 +75,7 @@ def generate(engine: Engine, tokenizer, prompts: Sequence[str], max_new_tokens: 
             ids = list(out.token_ids)
             completions.append(Completion(
                 text=tokenizer.decode(ids, skip_special_tokens=True), token_ids=ids,
-                logprobs=[step[t].logprob for step, t in zip(out.logprobs, ids)],
+                logprobs=[step[t].logprob for step, t in zip(out.logprobs, ids, strict=True)],
                 finished=out.finish_reason == "stop"))
     return completions
 

@@ -49,7 +49,7 @@ def accuracy_by_benchmark(rows: Sequence[dict[str, Any]], path: str | os.PathLik
     models = list(dict.fromkeys(line.model for line in lines))
     figure = Figure(figsize=(max(6.0, 1.1 * len(columns) + 2), 3.2 * len(models)), layout="constrained")
     axes = figure.subplots(len(models), 1, squeeze=False)[:, 0]
-    for ax, model in zip(axes, models):
+    for ax, model in zip(axes, models, strict=True):
         mine = [line for line in lines if line.model == model]
         width = 0.8 / len(mine)
         for i, line in enumerate(mine):
@@ -116,7 +116,7 @@ def reliability_diagram(predictions: Mapping[str, str | os.PathLike], path: str 
     axes = list(figure.subplots(nrows, ncols, squeeze=False).flat)
     for ax in axes[len(predictions):]:
         ax.set_visible(False)
-    for ax, (title, source) in zip(axes, predictions.items()):
+    for ax, (title, source) in zip(axes, predictions.items(), strict=False):
         confidences, correct = read_predictions(source)
         stats = reliability_bins(confidences, correct, bins)
         ax.bar([(b + 0.5) / bins for b, *_ in stats], [acc for _, _, acc, _ in stats], 1 / bins,

@@ -3,7 +3,8 @@
 A group whose rollouts all earn the same reward (all right, or all wrong) has zero group-relative
 advantage, so it adds no gradient but still dilutes the batch. DAPO drops such groups and samples more
 prompts until the batch is full again. This module decides what to drop (:func:`varied_groups`) and puts
-the kept groups of several sampling rounds into one batch (:func:`gather_groups`); the caller samples.
+the kept groups of several sampling rounds into one batch (:func:`gather_groups`); the RL module
+(`cmt.modules.rl`) samples the extra rounds, up to ``rl.dynamic_sampling.max_rounds``, and refills with them.
 """
 
 from __future__ import annotations

@@ -84,7 +84,8 @@ class VLLMRollouts:
         for row, out in enumerate(outputs):
             ids = list(out.token_ids)
             tokens[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
-            logprobs[row, :len(ids)] = torch.tensor([step[t].logprob for step, t in zip(out.logprobs, ids)])
+            chosen = [step[t].logprob for step, t in zip(out.logprobs, ids, strict=True)]
+            logprobs[row, :len(ids)] = torch.tensor(chosen)
         lengths = torch.tensor([len(out.token_ids) for out in outputs], dtype=torch.long)
         finished = torch.tensor([out.finish_reason == "stop" for out in outputs], dtype=torch.bool)
         return Sampled(tokens, logprobs, lengths, finished)

@@ -73,7 +73,7 @@ def _record_failure(ctx: StageContext, error: BaseException) -> None:
                "error": (str(error).splitlines() or [""])[0][:500],
                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         append_rows(Path(cfg.paths.results) / "failures.jsonl", [row])
-    except Exception as record_error:  # never mask the job's own error
+    except Exception as record_error:  # noqa: BLE001 - never mask the job's own error
         print(f"could not record the failure in {cfg.paths.results}: {record_error}", file=sys.stderr)
 
 

@@ -18,10 +18,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from cmt import vllm_engine
 from cmt.data.prompts import render_prompt
 from cmt.data.suite import EvalSet, eval_sets
 from cmt.errors import ConfigError
-from cmt import vllm_engine
 from cmt.eval import vllm_backend
 from cmt.eval.evaluate import as_dicts
 from cmt.eval.traced import evaluate_generated, evaluate_traced

@@ -18,7 +18,7 @@ and importing Lightning takes seconds that a job calling only `report` should no
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional, Tuple
+from typing import Any
 
 from hydra_plugins.cmt_optuna_sweeper.trial_env import TrialAddress
 
@@ -27,10 +27,10 @@ __all__ = ["OptunaPruning", "current_trial", "report"]  # noqa: F822 - OptunaPru
 log = logging.getLogger(__name__)
 
 # The trial of the current job, reopened once per address (in-process launchers run many jobs).
-_open: Optional[Tuple[TrialAddress, Any]] = None
+_open: tuple[TrialAddress, Any] | None = None
 
 
-def current_trial() -> Optional[Any]:
+def current_trial() -> Any | None:
     """The ``optuna.Trial`` this job runs, or None outside an Optuna sweep."""
     global _open
     address = TrialAddress.from_environ()

@@ -3,7 +3,7 @@
 Prompts are sorted by length and generated ``batch_size`` rows at a time (a request's ``n`` samples are
 rows of the same batch), with `cmt.generation.sample`: greedy at ``temperature=0``, else seeded sampling.
 Each request is reported as soon as its batch is done. The same class backs the model mode of the test
-server (`cmt.teachers.serve`), so the bundled tiny model can play an OpenAI-compatible teacher.
+server (`tools/openai_server.py`), so the bundled tiny model can play an OpenAI-compatible teacher.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import optuna
 
@@ -19,7 +19,7 @@ class AskTellGridSampler(optuna.samplers.GridSampler):
         study: optuna.Study,
         trial: optuna.trial.FrozenTrial,
         state: optuna.trial.TrialState,
-        values: Optional[Sequence[float]],
+        values: Sequence[float] | None,
     ) -> None:
         del study, trial, state, values
 

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
 
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -55,7 +54,7 @@ RESULTS_FILE = "optuna_results.yaml"
 DIRECTIONS = ("minimize", "maximize")
 
 
-def run_sweep(sweeper: Sweeper, settings: CmtOptunaSweeperConf, arguments: List[str]) -> List[Sequence[JobReturn]]:
+def run_sweep(sweeper: Sweeper, settings: CmtOptunaSweeperConf, arguments: list[str]) -> list[Sequence[JobReturn]]:
     """Run the sweep described by `settings` and the command-line `arguments`; returns the job batches."""
     assert sweeper.config is not None and sweeper.launcher is not None and sweeper.hydra_context is not None
     s = settings
@@ -92,11 +91,11 @@ def run_sweep(sweeper: Sweeper, settings: CmtOptunaSweeperConf, arguments: List[
     sweep_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(sweeper.config, sweep_dir / "multirun.yaml")
 
-    def job_overrides(trial: optuna.Trial) -> List[str]:
+    def job_overrides(trial: optuna.Trial) -> list[str]:
         address = TrialAddress(url, s.study_name, trial.number, {"name": s.pruner, **(s.pruner_options or {})})
         return space.overrides(trial.params) + address.env_overrides()
 
-    returns: List[Sequence[JobReturn]] = []
+    returns: list[Sequence[JobReturn]] = []
     job_idx = known  # job numbers continue across runs, so a fixed sweep dir keeps earlier job folders
     with Heartbeat(study, s.heartbeat_interval) as heartbeat:
         while True:
@@ -119,7 +118,7 @@ def run_sweep(sweeper: Sweeper, settings: CmtOptunaSweeperConf, arguments: List[
     return returns
 
 
-def _check(s: CmtOptunaSweeperConf) -> Tuple[List[str], Optional[List[str]]]:
+def _check(s: CmtOptunaSweeperConf) -> tuple[list[str], list[str] | None]:
     """Validate the settings before anything is created; returns the directions and objective keys."""
     directions = [str(d).lower() for d in (s.directions if s.directions else [s.direction])]
     bad = [d for d in directions if d not in DIRECTIONS]
@@ -149,13 +148,13 @@ def _run_batch(
     space: SearchSpace,
     heartbeat: Heartbeat,
     n: int,
-    job_overrides: Callable[[optuna.Trial], List[str]],
+    job_overrides: Callable[[optuna.Trial], list[str]],
     job_idx: int,
     max_retry: int,
-) -> Tuple[List[optuna.Trial], Sequence[JobReturn]]:
+) -> tuple[list[optuna.Trial], Sequence[JobReturn]]:
     """Ask `n` trials and run their jobs; returns the trials and their jobs' returns, in order."""
     assert sweeper.launcher is not None
-    trials: List[optuna.Trial] = []
+    trials: list[optuna.Trial] = []
     try:
         for _ in range(n):
             trials.append(_ask(study, space))
@@ -182,8 +181,8 @@ def _ask(study: optuna.Study, space: SearchSpace) -> optuna.Trial:
 
 
 def _tell(
-    study: optuna.Study, trial: optuna.Trial, ret: JobReturn, objectives: Optional[List[str]], n_directions: int
-) -> Optional[ObjectiveError]:
+    study: optuna.Study, trial: optuna.Trial, ret: JobReturn, objectives: list[str] | None, n_directions: int
+) -> ObjectiveError | None:
     """Tell `trial` how its job ended; returns the config error if the job's return does not fit."""
     if ret.hydra_cfg is not None:
         trial.set_user_attr("output_dir", str(ret.hydra_cfg.hydra.runtime.output_dir))

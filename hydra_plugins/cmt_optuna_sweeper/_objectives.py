@@ -9,7 +9,7 @@ Anything ``float()`` accepts counts as a number (Python and NumPy numbers, 0-d t
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, List, Optional
+from typing import Any
 
 from hydra.errors import CompactHydraException
 
@@ -19,7 +19,7 @@ class ObjectiveError(CompactHydraException, ValueError):
     printed by Hydra as one line."""
 
 
-def objective_values(returned: Any, objectives: Optional[List[str]], n_directions: int) -> List[float]:
+def objective_values(returned: Any, objectives: list[str] | None, n_directions: int) -> list[float]:
     """The objective values in `returned`, or ObjectiveError saying what the sweep expected instead."""
     if objectives:
         if not isinstance(returned, Mapping):

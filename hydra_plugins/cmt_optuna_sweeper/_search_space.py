@@ -16,8 +16,9 @@ the override key without its ``+``/``++`` prefix.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import (
@@ -49,9 +50,9 @@ class Dimension:
     key: str
     distribution: BaseDistribution
     # The values a grid search walks (None for intervals, which have no grid).
-    grid: Optional[List[Any]]
+    grid: list[Any] | None
     # Categorical value -> its override text (a list choice is stored in Optuna as its text).
-    texts: Dict[Any, str] = field(default_factory=dict)
+    texts: dict[Any, str] = field(default_factory=dict)
 
     def override(self, value: Any) -> str:
         """The job override that sets this parameter to `value`."""
@@ -61,14 +62,14 @@ class Dimension:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    dimensions: List[Dimension]
+    dimensions: list[Dimension]
     # Non-sweep overrides, given unchanged to every trial.
-    fixed: List[str]
+    fixed: list[str]
 
-    def distributions(self) -> Dict[str, BaseDistribution]:
+    def distributions(self) -> dict[str, BaseDistribution]:
         return {d.name: d.distribution for d in self.dimensions}
 
-    def grid(self) -> Dict[str, List[Any]]:
+    def grid(self) -> dict[str, list[Any]]:
         """Every parameter's values, for the grid sampler; intervals have none."""
         for d in self.dimensions:
             if d.grid is None:
@@ -83,7 +84,7 @@ class SearchSpace:
             size *= len(values)
         return size
 
-    def overrides(self, params: Dict[str, Any]) -> List[str]:
+    def overrides(self, params: dict[str, Any]) -> list[str]:
         """The overrides of a job that runs the trial with these `params` (fixed ones first).
 
         A parameter this space does not search (a trial of an earlier run of the study that searched
@@ -101,7 +102,7 @@ def parse_search_space(overrides: Iterable[str], parser: OverridesParser) -> Sea
 
     A later override of the same key replaces an earlier one, so the command line wins over `params`.
     """
-    by_name: Dict[str, Override] = {}
+    by_name: dict[str, Override] = {}
     for override in parser.parse_overrides(list(overrides)):
         name = _name(override)
         by_name.pop(name, None)  # keep the order of the last occurrence
@@ -142,7 +143,7 @@ def _interval(name: str, key: str, value: IntervalSweep, log: bool) -> Dimension
     return Dimension(name=name, key=key, distribution=distribution, grid=None)
 
 
-def _range(name: str, key: str, value: RangeSweep, values: List[Any]) -> Dimension:
+def _range(name: str, key: str, value: RangeSweep, values: list[Any]) -> Dimension:
     if not values:
         raise SweepConfigError(f"{key}: the range is empty")
     low, high, step = min(values), max(values), abs(value.step)
@@ -153,7 +154,7 @@ def _range(name: str, key: str, value: RangeSweep, values: List[Any]) -> Dimensi
     return Dimension(name=name, key=key, distribution=distribution, grid=values)
 
 
-def _choice(name: str, key: str, items: List[Any]) -> Dimension:
+def _choice(name: str, key: str, items: list[Any]) -> Dimension:
     # Optuna stores str/int/float/bool; a list or dict choice is stored as its override text.
     texts = {}
     for item in items:

@@ -12,8 +12,9 @@ import logging
 import threading
 import warnings
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -56,11 +57,11 @@ def open_study(
     *,
     url: str,
     study_name: str,
-    directions: List[str],
+    directions: list[str],
     pruner: Any,
     load_if_exists: bool,
-    heartbeat_interval: Optional[int],
-    grace_period: Optional[int],
+    heartbeat_interval: int | None,
+    grace_period: int | None,
     max_retry: int,
 ) -> optuna.Study:
     """Create the study, or load it when it exists and `load_if_exists`; check its directions."""
@@ -122,7 +123,7 @@ def trials_counted(trials: Sequence[FrozenTrial]) -> int:
 class Heartbeat:
     """Records a heartbeat for each trial this sweeper runs, every `interval` seconds, from a thread."""
 
-    def __init__(self, study: optuna.Study, interval: Optional[int]) -> None:
+    def __init__(self, study: optuna.Study, interval: int | None) -> None:
         self._storage = study._storage  # the study's storage, as Optuna's own heartbeat thread uses it
         self._interval = interval
         self._trial_ids: set = set()
@@ -130,7 +131,7 @@ class Heartbeat:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="optuna-heartbeat", daemon=True)
 
-    def __enter__(self) -> "Heartbeat":
+    def __enter__(self) -> Heartbeat:
         if self._interval:
             self._thread.start()
         return self
@@ -160,16 +161,16 @@ class Heartbeat:
                 try:
                     for trial_id in self._trial_ids:
                         self._storage.record_heartbeat(trial_id)
-                except Exception as e:  # a busy database: try again next beat rather than stop beating
+                except Exception as e:  # noqa: BLE001 - a busy database: try again next beat, do not stop beating
                     log.warning(f"could not record a heartbeat: {e}")
 
 
-def summary(study: optuna.Study, url: str, space: SearchSpace) -> Dict[str, Any]:
+def summary(study: optuna.Study, url: str, space: SearchSpace) -> dict[str, Any]:
     """The study's state for ``optuna_results.yaml``: trial counts and the best trial(s) with overrides."""
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
-        best: List[FrozenTrial] = []
+        best: list[FrozenTrial] = []
     elif len(study.directions) > 1:
         best = study.best_trials
     else:

@@ -5,7 +5,7 @@ Every field can be set in a sweep file (``hydra: sweeper: ...``) or on the comma
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
@@ -27,7 +27,7 @@ class CmtOptunaSweeperConf:
     direction: str = "minimize"
     # One direction per objective for a multi-objective search, e.g. [maximize, minimize].
     # When set, `direction` is not used.
-    directions: Optional[List[str]] = None
+    directions: list[str] | None = None
     # Which entries of the dict a job returns are the objectives: one key, or a list of keys in the
     # order of `directions`. null: the job returns a number, or a list of numbers (one per direction).
     objectives: Any = None
@@ -42,7 +42,7 @@ class CmtOptunaSweeperConf:
     # tpe | gp | random | grid | nsga2 (gp needs scipy; grid walks choice() and range() values).
     sampler: str = "tpe"
     # Seed of the sampler (null: random). A run that joins a study with k trials uses seed + k.
-    seed: Optional[int] = None
+    seed: int | None = None
     # Extra keyword arguments of the Optuna sampler class, a dict such as {n_startup_trials: 5} for tpe.
     # (Typed Any with null for none, so that `hydra.sweeper.sampler_options={...}` works without a +.)
     sampler_options: Any = None
@@ -55,14 +55,14 @@ class CmtOptunaSweeperConf:
     # Seconds between the heartbeats this sweeper records for its running trials. A running trial
     # whose heartbeat is older than `grace_period` (null: twice the interval) belongs to a sweep that
     # died: the next sweep of the study marks it FAIL and re-runs its parameters. null: no heartbeats.
-    heartbeat_interval: Optional[int] = 60
-    grace_period: Optional[int] = None
+    heartbeat_interval: int | None = 60
+    grace_period: int | None = None
     # How many times an interrupted trial's parameters are re-run.
     max_retry: int = 1
 
     # The search space: override key -> sweep, e.g. {sft.optimizer.lr: "tag(log, interval(1e-5, 1e-3))"}.
     # Non-sweep values are fixed overrides of every trial. Command-line overrides win over these.
-    params: Dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="cmt_optuna", node=CmtOptunaSweeperConf, provider="cmt")

@@ -6,7 +6,8 @@ imports this module on every run, sweep or not.
 """
 
 import importlib.util
-from typing import Any, Dict, List, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from hydra.errors import CompactHydraException
 
@@ -39,9 +40,9 @@ def check_pruner(name: str) -> None:
 
 def make_sampler(
     name: str,
-    seed: Optional[int],
+    seed: int | None,
     options: Mapping[str, Any],
-    grid: Optional[Dict[str, List[Any]]] = None,
+    grid: dict[str, list[Any]] | None = None,
 ) -> Any:
     """Build the Optuna sampler `name` with `seed` and extra keyword `options`.
 

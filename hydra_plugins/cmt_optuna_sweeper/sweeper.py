@@ -1,6 +1,6 @@
 """The Hydra Sweeper plugin class; the work is in ``_impl`` (imported when a sweep starts, with Optuna)."""
 
-from typing import Any, List, Optional
+from typing import Any
 
 from hydra.plugins.launcher import Launcher
 from hydra.plugins.sweeper import Sweeper
@@ -20,9 +20,9 @@ class CmtOptunaSweeper(Sweeper):
             for k, v in settings.items()
         }
         self.settings = CmtOptunaSweeperConf(**plain)
-        self.hydra_context: Optional[HydraContext] = None
-        self.config: Optional[DictConfig] = None
-        self.launcher: Optional[Launcher] = None
+        self.hydra_context: HydraContext | None = None
+        self.config: DictConfig | None = None
+        self.launcher: Launcher | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
@@ -33,7 +33,7 @@ class CmtOptunaSweeper(Sweeper):
             hydra_context=hydra_context, task_function=task_function, config=config
         )
 
-    def sweep(self, arguments: List[str]) -> Any:
+    def sweep(self, arguments: list[str]) -> Any:
         from hydra_plugins.cmt_optuna_sweeper._impl import run_sweep
 
         return run_sweep(self, self.settings, arguments)

@@ -11,8 +11,9 @@ import json
 import os
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any
 
 STORAGE = "CMT_OPTUNA_STORAGE"
 STUDY = "CMT_OPTUNA_STUDY"
@@ -33,9 +34,9 @@ class TrialAddress:
     study_name: str
     number: int
     # The pruner as {"name": ..., **options}, the same the sweeper's study uses.
-    pruner: Dict[str, Any]
+    pruner: dict[str, Any]
 
-    def env_overrides(self) -> List[str]:
+    def env_overrides(self) -> list[str]:
         """Hydra overrides that set this address in the job's environment."""
         values = {
             STORAGE: self.storage,
@@ -46,7 +47,7 @@ class TrialAddress:
         return [f"++hydra.job.env_set.{name}={quote(value)}" for name, value in values.items()]
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] = os.environ) -> Optional["TrialAddress"]:
+    def from_environ(cls, environ: Mapping[str, str] = os.environ) -> "TrialAddress | None":
         """The address set by the sweeper, or None when this process is not an Optuna trial."""
         if TRIAL not in environ:
             return None

@@ -59,7 +59,7 @@ def _job_config(job: list[str]) -> DictConfig:
     return _resolved(tuple(job))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _resolved(job: tuple[str, ...]) -> DictConfig:
     cfg = _compose(list(job))
     with open_dict(cfg):

@@ -13,10 +13,14 @@ from pathlib import Path
 import pytest
 
 from cmt.data.answers import extract_flexible, extract_strict, is_correct, normalize_text, parse_number
-from cmt.data.benchmarks import (aqua, asdiv, gsm8k, gsm_hard, gsm_plus, gsm_symbolic, math500, mawps, svamp,
-                                 tabmwp)
-from cmt.data.benchmarks.gsm_symbolic_templates import (VARIANT_DIRS, VOCABULARY, load_templates, parse_template,
-                                                        sample_problems)
+from cmt.data.benchmarks import aqua, asdiv, gsm8k, gsm_hard, gsm_plus, gsm_symbolic, math500, mawps, svamp, tabmwp
+from cmt.data.benchmarks.gsm_symbolic_templates import (
+    VARIANT_DIRS,
+    VOCABULARY,
+    load_templates,
+    parse_template,
+    sample_problems,
+)
 from cmt.data.benchmarks.template_expr import TemplateExprError, evaluate, functions
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "benchmarks"

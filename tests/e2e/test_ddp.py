@@ -125,7 +125,7 @@ def test_sharded_batches_cover_each_global_batch_once_and_keep_processes_in_step
     single = [sorted(b) for b in LengthGroupedSampler(lengths, 4, seed=3)]
     shards = [list(DistributedLengthGroupedSampler(lengths, 2, seed=3, num_replicas=2, rank=r)) for r in (0, 1)]
     assert len(shards[0]) == len(shards[1]) == len(single) == 3
-    for step, (a, b) in enumerate(zip(*shards)):
+    for step, (a, b) in enumerate(zip(*shards, strict=True)):
         if len(single[step]) >= 2:
             assert sorted(a + b) == single[step] and abs(len(a) - len(b)) <= 1
         else:  # fewer examples than processes: repeated, so that no process waits for the other
@@ -161,7 +161,7 @@ def test_ddp_runs_two_processes_that_split_every_global_batch(runs):
     single, ranks = _records(runs["single"])[0], _records(runs["ddp"])
     assert [r["world_size"] for r in ranks] == [WORLD, WORLD]
     assert len(ranks[0]["steps"]) == len(ranks[1]["steps"]) == len(single["steps"]) == 2 * N_EXAMPLES // GLOBAL_BATCH
-    for step, (a, b) in enumerate(zip(ranks[0]["steps"], ranks[1]["steps"])):
+    for step, (a, b) in enumerate(zip(ranks[0]["steps"], ranks[1]["steps"], strict=True)):
         assert not set(a["examples"]) & set(b["examples"])
         assert sorted(a["examples"] + b["examples"]) == sorted(single["steps"][step]["examples"])
 
@@ -169,7 +169,7 @@ def test_ddp_runs_two_processes_that_split_every_global_batch(runs):
 @pytest.mark.slow
 def test_ddp_losses_and_weights_match_one_process(runs):
     single, ranks = _records(runs["single"])[0], _records(runs["ddp"])
-    ddp_losses = [(a["loss"] + b["loss"]) / 2 for a, b in zip(ranks[0]["steps"], ranks[1]["steps"])]
+    ddp_losses = [(a["loss"] + b["loss"]) / 2 for a, b in zip(ranks[0]["steps"], ranks[1]["steps"], strict=True)]
     single_losses = [s["loss"] for s in single["steps"]]
     assert ddp_losses == pytest.approx(single_losses, rel=1e-4, abs=1e-5)
     assert single_losses[-1] < single_losses[0]  # it trained
@@ -190,7 +190,7 @@ def test_the_job_process_counts_every_target_token_of_the_spawned_processes(runs
 @pytest.mark.slow
 def test_the_sft_data_module_shards_its_batches_under_ddp(runs):
     ranks = _records(runs["ddp"])
-    for a, b in zip(ranks[0]["plain"], ranks[1]["plain"]):
+    for a, b in zip(ranks[0]["plain"], ranks[1]["plain"], strict=True):
         assert not set(a) & set(b), "both processes train on the same examples"
 
 

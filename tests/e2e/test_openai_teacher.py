@@ -1,7 +1,7 @@
 """``python run.py stage=teach teacher=openai`` against the real test server on 127.0.0.1, through the real CLI.
 
 The load test uses the server's echo mode: it exercises the client (concurrency, retries, the cache, the
-filters, resume), not a model; `tests/unit/test_teachers_hf.py` serves the tiny model through the same server.
+filters, resume), not a model; `tests/integration/test_teachers_hf.py` serves the tiny model through the same server.
 """
 
 import json

@@ -31,8 +31,8 @@ BASE = [*[o for o in FAST if not o.startswith(("logger=", "sft.", "rl."))], "log
         "trainer.log_every_n_steps=1", "sft.batch_size=4"]
 # 61 training examples in batches of 4: 16 steps an epoch, 32 in all.
 SFT = [*BASE, "sft.epochs=2", "stage=cot_sft"]
-RL = [*BASE, "sft.epochs=1", "stage=ccrl", "rl.steps=8", "rl.prompts_per_step=2", "rl.group_size=2", "rl.mini_batch_size=4",
-      "rl.micro_batch_size=2", "rl.max_new_tokens=12", "rl.val_n=4", "rl.val_interval=3"]
+RL = [*BASE, "sft.epochs=1", "stage=ccrl", "rl.steps=8", "rl.prompts_per_step=2", "rl.group_size=2",
+      "rl.mini_batch_size=4", "rl.micro_batch_size=2", "rl.max_new_tokens=12", "rl.val_n=4", "rl.val_interval=3"]
 # Metrics that measure time, not training.
 TIMING = ("time", "per_s", "timing")
 

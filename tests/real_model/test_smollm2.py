@@ -33,7 +33,7 @@ def tensors(folder: Path, names=None) -> dict[str, torch.Tensor]:
     out = {}
     for file in sorted(folder.glob("*.safetensors")):
         with safe_open(file, "pt") as handle:
-            out.update({k: handle.get_tensor(k) for k in handle.keys() if names is None or k in names})  # noqa: SIM118
+            out.update({k: handle.get_tensor(k) for k in handle.keys() if names is None or k in names})
     return out
 
 

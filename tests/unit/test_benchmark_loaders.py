@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from cmt.data.answers import is_correct, parse_number
-from cmt.data.benchmarks import (aqua, asdiv, gsm8k, gsm_hard, gsm_plus, gsm_symbolic, math500, mawps, svamp,
-                                 tabmwp)
+from cmt.data.benchmarks import aqua, asdiv, gsm8k, gsm_hard, gsm_plus, gsm_symbolic, math500, mawps, svamp, tabmwp
 from cmt.data.benchmarks.gsm_symbolic_templates import load_templates, parse_template, sample_problems
 from cmt.data.benchmarks.source import BenchmarkSourceError, read_file, records, take
 from cmt.data.benchmarks.template_expr import TemplateExprError, UnsupportedExpression, Worded, evaluate, functions

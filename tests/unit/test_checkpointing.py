@@ -204,5 +204,5 @@ def test_a_sigterm_during_validation_saves_after_it_and_the_run_resumes_exactly(
     # process trains (ddp_spawn), for the result row's train_time_s.
     assert checkpointer.earlier_time_s == earlier
     assert resumed.trainer.global_step == reference.trainer.global_step == 10
-    for mine, theirs in zip(resumed.parameters(), reference.parameters()):
+    for mine, theirs in zip(resumed.parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(mine, theirs, rtol=0, atol=1e-6)

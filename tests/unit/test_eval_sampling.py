@@ -93,7 +93,8 @@ def test_score_maps_each_run_of_samples_to_its_problem():
 
 def test_sampled_generation_returns_samples_per_prompt_reproducibly(tiny):
     model, tokenizer = tiny
-    prompts = ["Question: What is 2 + 3?\nAnswer:", "Question: Tom has 4 apples and eats 1. How many are left?\nAnswer:"]
+    prompts = ["Question: What is 2 + 3?\nAnswer:",
+               "Question: Tom has 4 apples and eats 1. How many are left?\nAnswer:"]
 
     def draw(seed):
         generator = torch.Generator().manual_seed(seed)
@@ -112,8 +113,8 @@ def test_each_prompts_samples_come_back_in_its_place(tiny):
     """Prompts are batched longest-first and prefilled once for all their samples; near-greedy sampling
     (temperature 1e-4) must give every sample its own prompt's greedy completion, in input order."""
     model, tokenizer = tiny
-    prompts = ["Question: What is 2 + 3?\nAnswer:", "Question: Tom has 4 apples and eats 1. How many are left?\nAnswer:",
-               "Question: 7 - 2?\nAnswer:"]
+    prompts = ["Question: What is 2 + 3?\nAnswer:",
+               "Question: Tom has 4 apples and eats 1. How many are left?\nAnswer:", "Question: 7 - 2?\nAnswer:"]
     greedy = []
     for prompt in prompts:
         one = sample(model, **left_pad(tokenizer, [prompt]), max_new_tokens=10, eos_ids=[tokenizer.eos_token_id],

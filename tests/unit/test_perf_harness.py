@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from perf import agreement, flops, measure, report, runner
 from perf.settings import apply_override, load_settings
@@ -65,7 +60,8 @@ def test_bare_parts_time_a_generate_and_a_backward_on_a_tiny_random_model():
 def test_table_rows_ratios_goals_and_json_fields(tmp_path):
     results = {
         "_model": {"model": {"params": 3}},
-        "sft": {"ours": {"tokens_per_s": 300.0, "peak_rss_mb": 500.0}, "peer": {"tokens_per_s": 200.0, "peak_rss_mb": 600.0}},
+        "sft": {"ours": {"tokens_per_s": 300.0, "peak_rss_mb": 500.0},
+                "peer": {"tokens_per_s": 200.0, "peak_rss_mb": 600.0}},
         "rl": {"ours": {"step_s": 1.0, "peak_rss_mb": 700.0, "generate_s": 0.4, "score_s": 0.2, "update_s": 0.4},
                "peer": {"step_s": 2.0, "peak_rss_mb": 650.0}},
         "limit": {"ours": {"limit_s": 0.8, "generate_s": 0.3, "forward_backward_s": 0.5, "eval_generate_s": 2.0,

@@ -6,16 +6,22 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import subprocess
-import sys
 
 import pytest
 
-from cmt.results.store import append_rows
 from cmt.results.table import (
-    PAPER_AVERAGE_MODEL, PAPER_BEST_MODEL, benchmark_columns, choose_baseline, filter_rows, method_table,
-    paper_table, render, row_tag, to_csv, to_latex, to_markdown,
+    PAPER_AVERAGE_MODEL,
+    PAPER_BEST_MODEL,
+    benchmark_columns,
+    choose_baseline,
+    filter_rows,
+    method_table,
+    paper_table,
+    render,
+    row_tag,
+    to_csv,
+    to_latex,
+    to_markdown,
 )
 
 SQRT2 = math.sqrt(2)
@@ -39,20 +45,24 @@ GRID = {
 BENCHMARKS = ("gsm8k", "svamp", "asdiv", "gsm_hard")
 
 
-@pytest.fixture
-def rows():
-    # An older row that a re-run replaced, and a row of another experiment.
+def grid_rows():
+    """The rows of GRID, an older row that a re-run replaced, and a row of another experiment."""
     out = [make_row("qwen", "cot_sft_rl", 0, "gsm8k", 0.10),
            make_row("qwen", "comt_ccrl", 0, "gsm8k", 0.99, experiment="other")]
     for (model, method, seed), values in GRID.items():
-        for benchmark, accuracy in zip(BENCHMARKS, values):
+        for benchmark, accuracy in zip(BENCHMARKS, values, strict=True):
             out.append(make_row(model, method, seed, benchmark, accuracy))
     return out
 
 
+@pytest.fixture
+def rows():
+    return grid_rows()
+
+
 def line(table, model, method):
     (found,) = [x for x in table.lines if x.model == model and x.method == method]
-    return {column.label: cell for column, cell in zip(table.columns, found.cells)}
+    return {column.label: cell for column, cell in zip(table.columns, found.cells, strict=True)}
 
 
 def test_means_stds_averages_and_deltas_match_hand_computation(rows):
@@ -190,38 +200,6 @@ def test_renderers(rows):
     assert render(table, "csv") == to_csv(table)
     with pytest.raises(ValueError, match="format"):
         render(table, "html")
-
-
-def run_cli(*args, cwd):
-    env = {k: v for k, v in os.environ.items() if k != "CMT_RESULTS"}
-    return subprocess.run([sys.executable, "-m", "cmt.results", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=120)
-
-
-def test_cli_table_end_to_end(tmp_path, rows):
-    store = tmp_path / "store" / "runs.jsonl"
-    append_rows(store, rows)
-    done = run_cli("table", "experiment=main", "--store", str(store.parent), "--format", "csv", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    parsed = list(csv.DictReader(io.StringIO(done.stdout)))
-    (qwen,) = [r for r in parsed if r["model"] == "qwen" and r["method"] == "comt_ccrl"]
-    assert float(qwen["gsm8k"]) == pytest.approx(85.0)  # the other experiment's 0.99 is filtered out
-    out = tmp_path / "tables" / "main.md"
-    done = run_cli("table", "--experiment", "main", "--store", str(store), "--out", str(out), "--baseline", "none",
-                   cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert "| qwen | CoMT + CCRL | 2 | 85.00 ± 1.41 |" in out.read_text()
-
-
-def test_cli_errors_name_the_producing_command_and_what_exists(tmp_path, rows):
-    done = run_cli("table", cwd=tmp_path)
-    assert done.returncode == 1
-    assert "no result rows in results/runs/runs.jsonl" in done.stderr and "python run.py" in done.stderr
-    store = tmp_path / "runs.jsonl"
-    append_rows(store, rows)
-    done = run_cli("table", "experiment=nope", "--store", str(store), cwd=tmp_path)
-    assert done.returncode == 1 and "experiments: main, other" in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
 
 
 def test_rows_of_several_experiments_keep_their_own_lines_and_deltas():

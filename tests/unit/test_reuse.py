@@ -77,7 +77,8 @@ def test_a_second_publish_of_a_key_keeps_the_first(tiny, tmp_path):
     assert store.publish("k", first, {"metrics": {}, "training": {}, "output_dir": "a"})
     assert not store.publish("k", second, {"metrics": {}, "training": {}, "output_dir": "b"})
     assert store.find("k").training["output_dir"] == "a"
-    assert (store.root / "k" / "model" / "model.safetensors").stat().st_ino == (first / "model.safetensors").stat().st_ino
+    linked = (store.root / "k" / "model" / "model.safetensors").stat().st_ino
+    assert linked == (first / "model.safetensors").stat().st_ino
     assert [p.name for p in store.root.iterdir()] == ["k"]
 
 

@@ -227,7 +227,10 @@ def test_a_right_step_adds_to_a_rollout_where_irrelevant_ones_do_not(name):
     wrong = f"The answer is {wrong_answer(problem, 1)}."
     executed = f"{step.cot} {wrong}"
     config = preset(name)
-    confident = lambda a, b: 0.95  # noqa: E731
+
+    def confident(start, end):
+        return 0.95
+
     assert total(config, rollout(executed, confident), problem) > total(config, rollout(wrong, confident), problem)
 
 

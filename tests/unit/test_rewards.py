@@ -233,7 +233,8 @@ def test_spans_with_a_tokenizer_that_merges_space_and_digits(gpt2_tok):
 def test_every_synthetic_cot_step_is_found_and_right_and_comt_has_only_the_answer(tok):
     problems = generate("ood_steps", 40, seed=0)  # 3-4 events: 3 to 8 steps each
     teacher = RuleTeacher()
-    for problem, cot, comt in zip(problems, teacher.write(problems, "cot"), teacher.write(problems, "comt")):
+    cots, comts = teacher.write(problems, "cot"), teacher.write(problems, "comt")
+    for problem, cot, comt in zip(problems, cots, comts, strict=True):
         r = rollout(tok, cot)
         steps = find_steps(r.text, r.offsets)
         intermediate = [s for s in steps if not s.is_final]

@@ -6,10 +6,11 @@ import torch
 from cmt.generation import left_pad, sample
 from cmt.lm_head import token_logprobs
 from cmt.modules.rl import Batch
-from cmt.rl.forward import _full_rows, _logits, completion_logits, completion_logprobs
+from cmt.rl.forward import completion_logits, completion_logprobs
 
 PROMPTS = ["Question: Mia has 12 apples. She finds 5 more apples. How many apples does Mia have now?\nAnswer:",
-           "Question: Leo has 7 coins.\nAnswer:", "Question: A box holds 3 pens. How many pens are in 4 boxes?\nAnswer:"]
+           "Question: Leo has 7 coins.\nAnswer:",
+           "Question: A box holds 3 pens. How many pens are in 4 boxes?\nAnswer:"]
 GROUP = 4
 
 
@@ -27,8 +28,12 @@ def batch(tiny) -> Batch:
 
 
 def whole_rows(model, rows):
-    """The reference: logits from one plain pass over every row's ``[prompt | completion]``."""
-    return _full_rows(_logits(model), rows)
+    """The reference: logits from one plain pass over every row's ``[prompt | completion]`` (the positions that
+    predict the completion tokens: the last ``T + 1`` but one)."""
+    width = rows["tokens"].shape[1]
+    logits = model(input_ids=rows["input_ids"], attention_mask=rows["attention_mask"],
+                   position_ids=rows["position_ids"]).logits
+    return logits[:, -width - 1:-1]
 
 
 def _logprobs_and_gradient(model, rows, forward):

@@ -295,7 +295,8 @@ def test_gather_groups_takes_the_first_kept_groups_of_each_round_in_order(prompt
         tokens = torch.arange(rows * width).view(rows, width) + 100 * tag
         prompts = torch.full((2 * prompt_rows_per_problem, prompt_width), 10 * tag)
         rollouts = [Rollout(i // 2, f"{tag}-{i}", (1,), (0.0,), True, ((0, 1),)) for i in range(rows)]
-        sampled = Sampled(tokens, -torch.ones(rows, width), torch.full((rows,), width), torch.ones(rows, dtype=torch.bool))
+        sampled = Sampled(tokens, -torch.ones(rows, width), torch.full((rows,), width),
+                          torch.ones(rows, dtype=torch.bool))
         return SamplingRound([f"p{tag}0", f"p{tag}1"], rollouts, sampled,
                              {"input_ids": prompts, "attention_mask": torch.ones_like(prompts)}, T(keep).bool())
 

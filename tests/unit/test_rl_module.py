@@ -173,8 +173,15 @@ def test_a_micro_batch_cut_to_its_rows_width_gives_the_full_width_results(tiny, 
     # No cheaper than either order it chooses from: by total length, or prompt by prompt.
     by_length = torch.argsort(lengths, stable=True).split(4)
     by_prompt = torch.arange(len(lengths)).split(4)
-    cost = sum(batch._tokens(c) for c in chunks)
-    assert cost <= min(sum(batch._tokens(c) for c in by_length), sum(batch._tokens(c) for c in by_prompt))
+
+    def tokens(chunk):
+        """What a forward pass over ``chunk`` processes: its distinct prompts once each, and each row's completion,
+        as `Batch.rows` cuts them."""
+        rows = batch.rows(chunk)
+        return rows["prompt_ids"].numel() + rows["tokens"].numel()
+
+    cost = sum(tokens(c) for c in chunks)
+    assert cost <= min(sum(tokens(c) for c in by_length), sum(tokens(c) for c in by_prompt))
     critic = Critic(model.model, model.config.hidden_size).eval()
     torch.nn.init.normal_(critic.head.weight)
     everything = batch.rows(torch.arange(len(lengths)))
@@ -202,11 +209,14 @@ def _lora_cfg(dropout: float) -> dict:
 
 
 def _full_row_logprobs(model, rows):
+    """Log-probs of the completion tokens from one plain pass over every row's ``[prompt | completion]``."""
     from cmt.lm_head import token_logprobs
-    from cmt.rl.forward import _full_rows, _logits
 
+    width = rows["tokens"].shape[1]
     with torch.no_grad():
-        return token_logprobs(_full_rows(_logits(model), rows), rows["tokens"])
+        logits = model(input_ids=rows["input_ids"], attention_mask=rows["attention_mask"],
+                       position_ids=rows["position_ids"]).logits
+        return token_logprobs(logits[:, -width - 1:-1], rows["tokens"])
 
 
 def test_a_lora_policys_reference_is_the_frozen_sft_adapter(tiny, rl_config, tmp_path):
@@ -297,6 +307,9 @@ def test_the_kl_loss_follows_loss_aggregation(tiny, rl_config):
     sequence's token mean), not always a token mean: rollouts of different lengths tell the two apart."""
     from cmt.rl.losses import aggregate, kl_penalty
 
+    # RLModule seeds its rollout generator from torch.initial_seed(): without this line the rollouts, and so
+    # whether their lengths tell the two aggregations apart, depend on which test seeded torch before.
+    torch.manual_seed(0)
     model, tokenizer = tiny
     reference = copy.deepcopy(model).eval().requires_grad_(False)
     with torch.no_grad():
@@ -336,7 +349,7 @@ class _SameRollouts(pl.Callback):
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         self.moved.append(tuple(any(not torch.equal(start[n], p) for n, p in m.named_parameters())
-                                for m, start in zip((self.policy, self.critic), self.start)))
+                                for m, start in zip((self.policy, self.critic), self.start, strict=True)))
 
 
 def test_critic_warmup_trains_only_the_critic_and_explained_variance_rises(tiny, rl_config):

@@ -64,8 +64,8 @@ def test_attention_implementations_agree_and_the_config_chooses_one(tiny):
     from cmt.models import load_model
 
     _, tokenizer = tiny
-    examples = tokenize_pairs(tokenizer, [f"Question: Mia has {n} apples and {n + 3} pears.\nAnswer:" for n in range(4)],
-                              [f"The answer is {n}." * (n + 1) for n in range(4)], max_length=96)
+    prompts = [f"Question: Mia has {n} apples and {n + 3} pears.\nAnswer:" for n in range(4)]
+    examples = tokenize_pairs(tokenizer, prompts, [f"The answer is {n}." * (n + 1) for n in range(4)], max_length=96)
     batch = collate(examples, tokenizer.pad_token_id)
     assert not bool(batch["attention_mask"].all()), "the batch must hold padding"
     losses, gradients = {}, {}

@@ -49,7 +49,8 @@ def test_ood_splits_differ_from_training_as_documented():
 def test_meta_thoughts_have_no_numbers_but_the_answer_and_cot_executes_every_step():
     problems = generate("id", 100, seed=2)
     teacher = RuleTeacher()
-    for problem, comt, cot in zip(problems, teacher.write(problems, "comt"), teacher.write(problems, "cot")):
+    comts, cots = teacher.write(problems, "comt"), teacher.write(problems, "cot")
+    for problem, comt, cot in zip(problems, comts, cots, strict=True):
         body, answer = comt.rsplit("The answer is", 1)
         assert not re.search(r"\d", body)
         assert answer.strip() == f"{problem.gold}."

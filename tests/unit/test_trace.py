@@ -60,7 +60,7 @@ def test_two_phases_with_the_tiny_model_continue_prompt_plus_plan_plus_cue(tiny)
     generate_fn = hf_generate(model, tokenizer, max_new_tokens=24, batch_size=4)
     traced = generate_traced(generate_fn, tokenizer, prompts, PLAN_EXECUTE)
     assert len(traced) == 3
-    for prompt, t in zip(prompts, traced):
+    for prompt, t in zip(prompts, traced, strict=True):
         assert t.prompt == prompt + t.plan + "\nExecution:"
         assert "the answer is" not in t.plan.lower()
         assert len(t.plan_token_ids) == len(t.plan_logprobs)

@@ -79,7 +79,10 @@ def test_after_a_weight_sync_vllm_greedy_outputs_equal_the_updated_trainers(roll
     before = engine.sample(PROMPTS, 1, 24, 0.0, seed=0)
     engine.sync(updated)
     after = engine.sample(PROMPTS, 1, 24, 0.0, seed=0)
-    rows = lambda s: [s.tokens[i, :int(s.lengths[i])].tolist() for i in range(len(PROMPTS))]  # noqa: E731
+
+    def rows(s):
+        return [s.tokens[i, :int(s.lengths[i])].tolist() for i in range(len(PROMPTS))]
+
     assert rows(after) == rows(expected) and rows(before) != rows(expected)
     # Log-probs too (a stale copy of the tied LM head would show here first).
     assert torch.allclose(after.logprobs, expected.logprobs[:, :after.logprobs.shape[1]], atol=1e-3)

@@ -1,6 +1,6 @@
 """The OpenAI-compatible teacher against a real ``vllm serve`` on 127.0.0.1: answers, cache, faults, secrets.
 
-`tests/unit/test_teachers_openai.py` and `tests/e2e/test_openai_teacher.py` run the same client against our
+`tests/integration/test_teachers_openai.py` and `tests/e2e/test_openai_teacher.py` run the same client against our
 echo server, whose failure injection reaches cases a real server rarely shows; here the server is vLLM's
 own, serving a real model, so what is tested is what users run: its status codes and error bodies, its
 chat template, its sampling and its key check.

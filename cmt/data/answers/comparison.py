@@ -140,9 +140,9 @@ def is_correct(predicted: str | None, gold: str, answer_type: str = "number", *,
     if predicted is None:
         return False
     if answer_type in ("number", "fraction"):
-        a, b = parse_numbers(predicted), parse_numbers(gold)
-        if a and b:
-            return values_match(a, b, rel_tol, abs_tol, tolerance=answer_type == "number")
+        listed, expected = parse_numbers(predicted), parse_numbers(gold)
+        if listed and expected:
+            return values_match(listed, expected, rel_tol, abs_tol, tolerance=answer_type == "number")
     if answer_type == "latex":
         a, b = parse_number(predicted), parse_number(gold)
         if a is not None and b is not None and _is_plain_number(predicted) and _is_plain_number(gold):

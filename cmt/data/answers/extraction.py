@@ -92,7 +92,7 @@ def _after_markers(text: str, lowered: bytes, markers: tuple[bytes, ...], read, 
     """
     last = {m: lowered.rfind(m, start) for m in markers}
     for _ in range(MAX_MARKERS):
-        marker = max(last, key=last.get)
+        marker = max(last, key=last.__getitem__)
         pos = last[marker]
         if pos < 0:
             return None

@@ -177,18 +177,21 @@ def parse_numbers(text: str | None) -> list[Number]:
     values, joins, end = [number_from_match(m)], [], m.end()
     while len(values) < MAX_LIST_VALUES:
         join = _LIST_JOIN.match(segment, end)
-        following = NUMBER.match(segment, join.end()) if join else None
+        if join is None:
+            break
+        following = NUMBER.match(segment, join.end())
         if following is None or not (following.group("int") or following.group("dec")):
             break
         values.append(number_from_match(following))
         joins.append(join.group(1).strip(" ,").lower())
         end = following.end()
-    if any(v is None for v in values):
+    numbers = [v for v in values if v is not None]
+    if len(numbers) < len(values):
         return []
-    if len(values) > 1 and not any(joins) and _LIST_END.fullmatch(segment, end) is None:
-        return values[:1]
+    if len(numbers) > 1 and not any(joins) and _LIST_END.fullmatch(segment, end) is None:
+        return numbers[:1]
     # One value restated ("1/2, or 0.5") is that value.
-    return values[:1] if len({v.value for v in values}) == 1 else values
+    return numbers[:1] if len({v.value for v in numbers}) == 1 else numbers
 
 
 def normalize_number(text: str) -> str:
@@ -248,5 +251,5 @@ def values_match(predicted: list[Number], gold: list[Number], rel_tol: float = D
     """
     if not predicted or len(predicted) != len(gold):
         return False
-    pairs = zip(sorted(predicted, key=lambda n: n.value), sorted(gold, key=lambda n: n.value))
+    pairs = zip(sorted(predicted, key=lambda n: n.value), sorted(gold, key=lambda n: n.value), strict=True)
     return all(numbers_match(a, b, rel_tol, abs_tol, tolerance) for a, b in pairs)

@@ -32,7 +32,7 @@ def parse(record: Record, index: int, split: str = "test", fields: Mapping[str, 
     if gold not in letters:
         raise BenchmarkSourceError(f"{record.where}: correct option {gold!r} is not one of {letters}")
     question = str(record.get("question", ["question"], fields)).strip()
-    options_line = " ".join(f"({letter}) {text}" for letter, text in zip(letters, choices))
+    options_line = " ".join(f"({letter}) {text}" for letter, text in zip(letters, choices, strict=True))
     rendered = f"{question}\nAnswer Choices: {options_line}"
     meta = {"answer_type": "choice", "choices": choices, "source": record.where}
     if record.data.get("rationale") is not None:

@@ -32,6 +32,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +153,7 @@ def _bind(targets: tuple[tuple[str, bool], ...], value: Any, names: dict[str, An
     values = [value] if len(targets) == 1 else value
     if len(targets) > 1 and (not isinstance(value, (list, tuple)) or len(value) != len(targets)):
         raise TemplateExprError(f"cannot unpack into {len(targets)} variables")
-    for (name, draw_one), item in zip(targets, values):
+    for (name, draw_one), item in zip(targets, values, strict=True):
         if draw_one and isinstance(item, (list, range)):
             if not item:
                 raise TemplateExprError(f"${name} drawn from an empty list")
@@ -211,8 +212,8 @@ def instantiate(template: Template, rng: random.Random, max_attempts: int = 3000
                 _bind(targets, evaluate(expression, names, funcs), names, rng)
             if not all(evaluate(c, names, funcs) for c in template.conditions):
                 continue
-            question = _fill(template.question, _QUESTION_SLOT, lambda var: names[var])
-            solution = _fill(template.solution, _EXPRESSION_SLOT, lambda expr: evaluate(expr, names, funcs))
+            question = _fill(template.question, _QUESTION_SLOT, names.__getitem__)
+            solution = _fill(template.solution, _EXPRESSION_SLOT, partial(evaluate, names=names, funcs=funcs))
             gold = _gold_of(solution)
             if template.answer is not None and \
                     abs(_exact(evaluate(template.answer, names, funcs)) - gold.value) > Fraction(1, 10**6):

@@ -154,7 +154,7 @@ def hub_records(dataset_id: str, config: str | None, split: str, benchmark: str)
         from datasets import load_dataset
 
         rows = load_dataset(dataset_id, config, split=split)
-    except Exception as exc:  # noqa: BLE001 - any failure of the hub is reported the same way
+    except Exception as exc:  # any failure of the hub is reported the same way (re-raised below)
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         where = f"{dataset_id}" + (f" ({config})" if config else "") + f" split {split!r}"
         raise BenchmarkSourceError(f"{benchmark}: cannot load {where} from the Hugging Face hub: {reason}; "

@@ -318,7 +318,7 @@ class _Evaluator:
 
     def _Compare(self, node: ast.Compare) -> bool:
         left = self.run(node.left)
-        for op_node, right_node in zip(node.ops, node.comparators):
+        for op_node, right_node in zip(node.ops, node.comparators, strict=True):
             op, right = _COMPARE.get(type(op_node)), self.run(right_node)
             if op is None:
                 raise UnsupportedExpression(f"unsupported comparison {type(op_node).__name__}")

@@ -13,7 +13,7 @@ from cmt.teachers.chat import ChatRequest
 from cmt.teachers.filters import REASONS
 from cmt.teachers.hf import HFTeacher
 from cmt.teachers.openai import OpenAITeacher
-from cmt.teachers.serve import launch
+from tools.openai_server import launch
 
 
 @pytest.fixture(scope="module")

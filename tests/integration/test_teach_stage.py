@@ -12,7 +12,7 @@ from cmt.stages.common import StageContext, training_set_path
 from cmt.teachers.chat import TeacherError
 from cmt.teachers.filters import REASONS
 from cmt.teachers.prompts import prompt_hash
-from cmt.teachers.serve import launch
+from tools.openai_server import launch
 
 
 @pytest.fixture

@@ -1,7 +1,10 @@
 """A small OpenAI-compatible chat-completions server: a local model (or an echo) behind ``/v1``.
 
-    python -m cmt.teachers.serve --model PATH --port 8000      # a transformers model folder or bundled:tiny
-    python -m cmt.teachers.serve --echo --port 0               # no model: answers repeat the prompt
+    python -m tools.openai_server --model PATH --port 8000      # a transformers model folder or bundled:tiny
+    python -m tools.openai_server --echo --port 0               # no model: answers repeat the prompt
+
+Run it from the repository root (``tools`` is a folder of the clone, not part of the installed ``cmt``
+package: a development and test tool).
 
 It serves ``GET /v1/models``, ``POST /v1/chat/completions`` (``n``, ``max_tokens``, ``temperature``) and
 ``GET /stats``, with the standard library's threading HTTP server (HTTP/1.1, keep-alive). The model
@@ -34,9 +37,13 @@ import uuid
 from collections import Counter
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 FAIL_MODES = ("429", "500", "slow", "drop")
+# The repository root: put on the server subprocess's path so that ``-m tools.openai_server`` is found
+# wherever the caller's working directory is.
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class EchoBackend:
@@ -168,7 +175,7 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             return True
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:  # the name http.server calls
         if self.path.rstrip("/") == "/stats":
             with self.server.lock:
                 stats = {"served": dict(self.server.served), "events": dict(self.server.events)}
@@ -180,7 +187,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._error(404, f"no route {self.path}")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
         raw = self.rfile.read(length)
         if self.path.rstrip("/") != "/v1/chat/completions":
@@ -240,7 +247,7 @@ def launch(args: list[str], env: dict[str, str] | None = None) -> tuple[subproce
 
     Args:
         args: Command-line options (``["--echo"]``, ``["--model", PATH]`` ...), without ``--port``.
-        env: The subprocess environment (None: this one's).
+        env: The subprocess environment (None: this one's); the repository root is added to its PYTHONPATH.
 
     Returns:
         The process (stop it with ``terminate``) and its API root, ``http://127.0.0.1:PORT/v1``.
@@ -248,8 +255,10 @@ def launch(args: list[str], env: dict[str, str] | None = None) -> tuple[subproce
     Raises:
         RuntimeError: The server exited before serving, with its error output.
     """
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     errors = tempfile.TemporaryFile("w+")  # a file, not a pipe: nobody reads it while the server runs
-    process = subprocess.Popen([sys.executable, "-m", "cmt.teachers.serve", *args, "--port", "0"],
+    process = subprocess.Popen([sys.executable, "-m", "tools.openai_server", *args, "--port", "0"],
                                stdout=subprocess.PIPE, stderr=errors, text=True, env=env)
     line = process.stdout.readline()
     if not line.startswith("serving"):
@@ -261,8 +270,8 @@ def launch(args: list[str], env: dict[str, str] | None = None) -> tuple[subproce
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of ``python -m cmt.teachers.serve``."""
-    parser = argparse.ArgumentParser(prog="python -m cmt.teachers.serve", description=__doc__.split("\n\n")[0])
+    """The command line of ``python -m tools.openai_server``."""
+    parser = argparse.ArgumentParser(prog="python -m tools.openai_server", description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="a transformers model folder, or bundled:NAME (cmt/assets/NAME)")
     source.add_argument("--echo", action="store_true", help="no model: answer with the prompt (load tests)")

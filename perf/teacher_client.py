@@ -1,9 +1,9 @@
 """Throughput of the OpenAI-compatible client and cost of the cache-hit path, against the local test server.
 
-    python -m cmt.teachers.bench                       # 2000 questions, concurrency 32, no failures
-    python -m cmt.teachers.bench --fail-rate 0.2       # with injected 429/500/slow/dropped responses
+    python -m perf.teacher_client                      # 2000 questions, concurrency 32, no failures
+    python -m perf.teacher_client --fail-rate 0.2      # with injected 429/500/slow/dropped responses
 
-Starts ``python -m cmt.teachers.serve --echo`` on a free loopback port and measures, on synthetic
+Starts ``python -m tools.openai_server --echo`` on a free loopback port and measures, on synthetic
 questions with the default CoMT prompt:
 
 - ``client``: requests/s of `cmt.teachers.openai.OpenAITeacher` alone (answers discarded);
@@ -28,7 +28,7 @@ from cmt.teachers.cache import ResponseCache
 from cmt.teachers.collect import collect
 from cmt.teachers.openai import OpenAITeacher
 from cmt.teachers.prompts import build_request
-from cmt.teachers.serve import launch
+from tools.openai_server import launch
 
 PROMPTS = {"comt": "Solve this problem by describing the REASONING STEPS in natural language using only variable "
                    "names. Do NOT calculate any specific numbers.\n\nProblem: {question}"}
@@ -36,7 +36,7 @@ PROMPTS = {"comt": "Solve this problem by describing the REASONING STEPS in natu
 
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print one line per measurement."""
-    parser = argparse.ArgumentParser(prog="python -m cmt.teachers.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m perf.teacher_client", description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=2000, help="questions")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--fail-rate", type=float, default=0.0, help="injected failures (server side)")
