@@ -41,7 +41,7 @@ def get(node: Mapping, path: str, prefix: str = "", default: Any = MISSING) -> A
         else:
             try:
                 # `in` is False for a ??? value: ask the keys.
-                present = isinstance(value, DictConfig) and part in value.keys()  # noqa: SIM118
+                present = isinstance(value, DictConfig) and part in value.keys()
                 if present and OmegaConf.is_missing(value, part):
                     raise ConfigError(f"{key} is missing (???): set it, e.g. {key}=VALUE")
                 value = value.get(part, MISSING)
@@ -59,7 +59,7 @@ def has(node: Mapping, path: str) -> bool:
     """Whether ``path`` is present under ``node`` (without resolving its value)."""
     value: Any = node
     for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value.keys():  # noqa: SIM118 - keys(): ??? values count
+        if not isinstance(value, Mapping) or part not in value.keys():
             return False
         value = value._get_node(part) if isinstance(value, DictConfig) else value[part]
     return True

@@ -61,14 +61,16 @@ class Critic(torch.nn.Module):
         torch.nn.init.zeros_(self.head.weight)
         torch.nn.init.zeros_(self.head.bias)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                position_ids: torch.Tensor) -> torch.Tensor:
         """(B, L) float32 values.
 
         The head runs outside autocast, in its weights' dtype: under ``bf16-mixed`` they are float32, and
         values keep float32's precision (bf16 keeps 8 significant bits, steps of 0.004-0.008 near 1: as coarse as
         the differences GAE takes between neighbouring values).
         """
-        hidden = self.trunk(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
+        hidden = self.trunk(input_ids=input_ids, attention_mask=attention_mask,
+                            position_ids=position_ids).last_hidden_state
         with torch.autocast(hidden.device.type, enabled=False):
             return self.head(hidden.to(self.head.weight.dtype)).squeeze(-1).float()
 
@@ -248,7 +250,7 @@ class RLModule(pl.LightningModule):
         lengths = [len(t.completion.token_ids) for t in traced]
         tokens = torch.full((len(traced), max(lengths)), pad_id, dtype=torch.long, device=self.device)
         logprobs = torch.zeros(tokens.shape, dtype=torch.float32, device=self.device)
-        for row, (t, n) in enumerate(zip(traced, lengths)):
+        for row, (t, n) in enumerate(zip(traced, lengths, strict=True)):
             tokens[row, :n] = torch.tensor(t.completion.token_ids, device=self.device)
             logprobs[row, :n] = torch.tensor(t.completion.logprobs, device=self.device)
         sampled = Sampled(tokens, logprobs, torch.tensor(lengths, device=self.device),
@@ -479,7 +481,8 @@ class RLModule(pl.LightningModule):
         metrics["train/rl_step"] = float(batch_idx + 1)
         self.history.append(metrics)
         size = len(batch_indices)
-        self.log_dict({k: v for k, v in metrics.items() if not math.isnan(v)}, on_step=True, prog_bar=False, batch_size=size)
+        self.log_dict({k: v for k, v in metrics.items() if not math.isnan(v)}, on_step=True, prog_bar=False,
+                      batch_size=size)
         self.log("reward", metrics["reward/total"], prog_bar=True, batch_size=size)
 
     # ---------------------------------------------------------------- validation

@@ -40,7 +40,7 @@ def to_markdown(table: Table) -> str:
     out = [f"**{table.title}**", "", "| " + " | ".join(header) + " |",
            "|" + "|".join(["---"] * 3 + ["---:"] * len(table.columns)) + "|"]
     for line in table.lines:
-        cells = [_format(cell, column, " ± ", True) for cell, column in zip(line.cells, table.columns)]
+        cells = [_format(cell, column, " ± ", True) for cell, column in zip(line.cells, table.columns, strict=True)]
         seeds = str(line.seeds) if line.source == "ours" else "-"
         out.append("| " + " | ".join([line.model, method_name(line.method), seeds, *cells]) + " |")
     out += [""] + [f"- {note}" for note in table.notes]
@@ -61,7 +61,8 @@ def to_latex(table: Table) -> str:
     for line in table.lines:
         if model is not None and line.model != model:
             out.append(r"\midrule")
-        cells = [_format(cell, column, r" $\pm$ ", True) for cell, column in zip(line.cells, table.columns)]
+        cells = [_format(cell, column, r" $\pm$ ", True)
+                 for cell, column in zip(line.cells, table.columns, strict=True)]
         shown = _latex_escape(line.model) if line.model != model else ""
         out.append(" & ".join([shown, _latex_escape(method_name(line.method)), *cells]) + r" \\")
         model = line.model

@@ -163,7 +163,7 @@ def add_deltas(lines: list[Line], columns: Sequence[Column], requested: str | No
         for method, line in methods.items():
             if method == baseline:
                 continue
-            for column, cell, ref in zip(columns, line.cells, reference.cells):
+            for column, cell, ref in zip(columns, line.cells, reference.cells, strict=True):
                 if column.metric == "accuracy" and cell.mean is not None and ref.mean is not None:
                     cell.delta = cell.mean - ref.mean
     return notes

@@ -76,7 +76,7 @@ def judge_steps(rollout: Rollout, problem: Problem, *, extraction: str = "flexib
     steps = find_steps(rollout.text, rollout.offsets, rollout_extraction(rollout, extraction))
     verdicts = step_correctness(steps, problem, answer_correct(rollout, problem, extraction), correctness)
     return [JudgedStep(step, step_confidence(rollout.logprobs, step.token_indices, confidence), verdict)
-            for step, verdict in zip(steps, verdicts) if verdict is not None]
+            for step, verdict in zip(steps, verdicts, strict=True) if verdict is not None]
 
 
 def step_score(confidence: float, correct: bool, score: str = "signed", log_eps: float = 0.01) -> float:
@@ -156,7 +156,7 @@ def calibration_step_term(rollouts: Sequence[Rollout], problems: Sequence[Proble
         problem = problems[rollout.problem_index]
         expected = len(problem.intermediate) or sum(j.correct and not j.step.is_final for j in judged)
         shares = step_shares(scores, step_aggregation, expected, score_range(calibration_score, log_eps))
-        placed.append(list(zip(positions, shares)))
+        placed.append(list(zip(positions, shares, strict=True)))
     return placed
 
 

@@ -135,9 +135,9 @@ def step_correctness(steps: Sequence[Step], problem: Problem, answer_correct: bo
     golds = gold_values(problem)
     judged = _candidates(steps, problem, golds)
     if not golds:
-        judged = [j and u for j, u in zip(judged, _used(steps, judged))]
+        judged = [j and u for j, u in zip(judged, _used(steps, judged), strict=True)]
     verdicts: list[bool | None] = []
-    for step, keep in zip(steps, judged):
+    for step, keep in zip(steps, judged, strict=True):
         if step.is_final:
             verdicts.append(answer_correct)
         elif not keep:
