@@ -1,9 +1,9 @@
 """``python run.py stage=eval eval.backend=vllm`` against ``eval.backend=hf``, through the real CLI."""
 
 import json
-from pathlib import Path
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
