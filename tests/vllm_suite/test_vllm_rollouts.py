@@ -167,3 +167,4 @@ def test_ccrl_stage_with_vllm_rollouts_runs_from_the_cli_and_logs_the_mismatch(t
     assert all(math.isfinite(float(r["rollout/is_mismatch_mean"])) and float(r["rollout/is_weight_mean"]) > 0
                for r in rows)
     assert not (tmp_path / "job" / "vllm-sync").exists()  # the engine's scratch weights are removed
+
