@@ -20,13 +20,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from cmt.data.answers import (
-    DEFAULT_ABS_TOL,
-    DEFAULT_REL_TOL,
-    extract_flexible,
-    extract_strict,
-    is_correct,
-)
+from cmt.data.answers import AnswerRules
 from cmt.data.problem import Problem
 from cmt.eval.calibration import (
     brier_score,
@@ -147,15 +141,12 @@ def score(problems: Sequence[Problem], completions: Sequence[Completion], tokeni
         raise ValueError(f"{len(completions)} completions for {len(problems)} problems x {samples} samples")
     for index, completion in enumerate(completions):
         problem = problems[index // samples]
-        kind, choices = problem.meta.get("answer_type", answer_type), problem.meta.get("choices")
-        tolerance = {"rel_tol": problem.meta.get("rel_tol", DEFAULT_REL_TOL if rel_tol is None else rel_tol),
-                     "abs_tol": problem.meta.get("abs_tol", DEFAULT_ABS_TOL)}
-        flexible = extract_flexible(completion.text, kind, choices)
-        strict = extract_strict(completion.text, kind, choices)
+        rules = AnswerRules.of(problem, answer_type, rel_tol)
+        flexible, strict = rules.extract(completion.text, "flexible"), rules.extract(completion.text, "strict")
         scored.append(Scored(
             id=problem.id, gold=problem.gold, output=completion.text, predicted=flexible,
-            predicted_strict=strict, correct=is_correct(flexible, problem.gold, kind, choices=choices, **tolerance),
-            correct_strict=is_correct(strict, problem.gold, kind, choices=choices, **tolerance),
+            predicted_strict=strict, correct=rules.correct(flexible, problem.gold),
+            correct_strict=rules.correct(strict, problem.gold),
             confidence=answer_confidence(tokenizer, completion, flexible),
             output_tokens=len(completion.token_ids), truncated=not completion.finished, sample=index % samples,
             **judged_intermediate_steps(tokenizer, problem, completion),

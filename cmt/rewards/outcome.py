@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cmt.data.answers import extract_strict, is_correct
+from cmt.data.answers import AnswerRules, extract_strict
 from cmt.data.problem import Problem
-from cmt.rewards.steps import extract_answer
 from cmt.rewards.types import Rollout
 
 
@@ -26,8 +25,10 @@ def rollout_extraction(rollout: Rollout, extraction: str = "flexible") -> str:
 
 
 def answer_correct(rollout: Rollout, problem: Problem, extraction: str = "flexible") -> bool:
-    """Whether the rollout's extracted final answer (:func:`rollout_extraction`) equals the gold answer."""
-    return is_correct(extract_answer(rollout.text, rollout_extraction(rollout, extraction)), problem.gold)
+    """Whether the rollout's final answer (:func:`rollout_extraction`) matches the gold answer, read and
+    compared under the problem's own rules (answer type, options, tolerance) exactly as eval scores it."""
+    rules = AnswerRules.of(problem)
+    return rules.correct(rules.extract(rollout.written, rollout_extraction(rollout, extraction)), problem.gold)
 
 
 def well_formed(rollout: Rollout) -> bool:

@@ -42,6 +42,12 @@ class Rollout:
             raise ValueError(f"rollout has {len(self.token_ids)} tokens, {len(self.logprobs)} log-probs and "
                              f"{len(self.offsets)} offsets; they must match")
 
+    @property
+    def written(self) -> str:
+        """The text the policy wrote: ``text`` without the EOS that ends a finished rollout (its decoded
+        form, ``<|im_end|>``, would otherwise join a text answer's last word)."""
+        return self.text[:self.offsets[-1][0]] if self.finished else self.text
+
     @classmethod
     def from_tokens(cls, tokenizer, problem_index: int, token_ids: Sequence[int], logprobs: Sequence[float],
                     finished: bool) -> Rollout:

@@ -25,6 +25,7 @@ from cmt.rewards.calibration import calibration_term, step_score, step_shares
 from cmt.rewards.combine import RewardConfig, compute_rewards
 from cmt.rewards.confidence import step_confidence
 from cmt.rewards.correctness import arithmetic_matches, step_correctness
+from cmt.eval.evaluate import Completion, score
 from cmt.rewards.outcome import format_term, outcome_term
 from cmt.rewards.steps import find_steps
 from cmt.rewards.types import Rollout, rollouts_from_sampled
@@ -431,6 +432,25 @@ def test_outcome_and_format_terms(tok):
     unfinished = rollout(tok, COMT, finished=False)
     assert format_term([unfinished], [PROBLEM]) == [0.0]  # cut at the limit: not well formed
     assert outcome_term([unfinished], [PROBLEM]) == [1.0]  # but the answer still counts
+
+
+@pytest.mark.parametrize("text, meta, gold, expected", [
+    # An AQuA option, by letter and by its text: the rollout's answer is read as eval reads it.
+    ("The speed is 40 km/h. The answer is (B).", {"answer_type": "choice", "choices": ["30", "40", "50"]}, "B", 1.0),
+    ("So the train goes 40 km/h, which is option 40.", {"answer_type": "choice", "choices": ["30 km/h", "40 km/h"]},
+     "B", 1.0),
+    ("The answer is C.", {"answer_type": "choice", "choices": ["30", "40", "50"]}, "B", 0.0),
+    # A TabMWP text answer.
+    ("The answer is Tuesday.", {"answer_type": "text"}, "tuesday", 1.0),
+    # A benchmark's own tolerance (GSM-Hard style float golds).
+    ("The answer is 3244047.1.", {"rel_tol": 1e-6}, "3244047.0999999996", 1.0),
+])
+def test_the_outcome_reward_reads_answers_as_eval_scores_them(tok, text, meta, gold, expected):
+    problem = Problem("q", "A train goes 120 km in 3 hours. How fast?", gold, meta)
+    r = rollout(tok, text)
+    assert outcome_term([r], [problem]) == [expected]
+    scored = score([problem], [Completion(r.written, list(r.token_ids), list(r.logprobs), True)], tok)
+    assert scored[0].correct == bool(expected)
 
 
 CCRL = {"weights": {"outcome": 1.0, "calibration": 0.5, "format": 0.1}}

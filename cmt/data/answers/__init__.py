@@ -30,6 +30,9 @@ comparison in :mod:`cmt.data.answers.comparison`, numbers in :mod:`cmt.data.answ
 - ``latex``: LaTeX expressions (MATH): normalised LaTeX strings, numerically when both are numbers, and
   with ``math-verify`` when it is installed (LaTeX parsing only, on the main thread, with its timeouts).
 
+:class:`AnswerRules` reads one problem's rules from its ``meta``: eval's scoring and RL's outcome reward
+both check answers through it.
+
 Nothing here evaluates model output: numbers are read with regular expressions into ``Fraction`` from
 digit strings of at most :data:`MAX_DIGITS` digits, never with ``eval``, ``float()`` on raw text or sympy.
 """
@@ -48,9 +51,10 @@ from cmt.data.answers.numbers import (
     parse_numbers,
     to_number,
 )
+from cmt.data.answers.rules import AnswerRules
 
 __all__ = [
-    "ANSWER_TYPES", "DEFAULT_ABS_TOL", "DEFAULT_REL_TOL", "MAX_DIGITS", "MAX_MARKERS", "SEGMENT_CHARS",
+    "ANSWER_TYPES", "AnswerRules", "DEFAULT_ABS_TOL", "DEFAULT_REL_TOL", "MAX_DIGITS", "MAX_MARKERS", "SEGMENT_CHARS",
     "TAIL_CHARS", "Number", "extract_flexible", "extract_strict", "is_correct", "last_boxed",
     "normalize_number", "normalize_text", "numbers_match", "parse_number", "parse_numbers", "to_number",
 ]
