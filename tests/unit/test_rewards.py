@@ -19,13 +19,13 @@ from transformers import PreTrainedTokenizerFast
 
 from cmt.data.problem import Problem
 from cmt.data.synthetic import generate
+from cmt.eval.evaluate import Completion, score
 from cmt.generation import Sampled, decode_with_offsets
 from cmt.rewards.arith import ExpressionError, evaluate
 from cmt.rewards.calibration import calibration_term, step_score, step_shares
 from cmt.rewards.combine import RewardConfig, compute_rewards
 from cmt.rewards.confidence import step_confidence
 from cmt.rewards.correctness import arithmetic_matches, step_correctness
-from cmt.eval.evaluate import Completion, score
 from cmt.rewards.outcome import format_term, outcome_term
 from cmt.rewards.steps import find_steps
 from cmt.rewards.types import Rollout, rollouts_from_sampled
