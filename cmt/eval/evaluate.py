@@ -156,7 +156,10 @@ def score(problems: Sequence[Problem], completions: Sequence[Completion], tokeni
 
 def judged_intermediate_steps(tokenizer, problem: Problem, completion: Completion) -> dict[str, list]:
     """``step_confidences`` and ``step_correct`` of a completion's judged intermediate steps: the steps CCRL
-    scores, found and judged by the reward's own code (flexible extraction, ``problem`` correctness)."""
+    scores, found and judged by the reward's own code (flexible extraction, ``problem`` correctness). A
+    completion given as text alone (no tokens) has no confidences to judge: none."""
+    if not completion.token_ids:
+        return {"step_confidences": [], "step_correct": []}
     rollout = Rollout.from_tokens(tokenizer, 0, completion.token_ids, completion.logprobs, completion.finished)
     steps = [j for j in judge_steps(rollout, problem) if not j.step.is_final]
     return {"step_confidences": [j.confidence for j in steps], "step_correct": [j.correct for j in steps]}
