@@ -15,7 +15,7 @@ import argparse
 import sys
 
 from perf import report, runner
-from perf.models import SHAPES
+from perf.models import PRETRAINED, SHAPES
 from perf.settings import ROOT, load_settings
 
 ORDER = ("sft", "rl", "limit", "eval", "comt")
@@ -25,8 +25,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m perf", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("benches", nargs="+", choices=("all", *ORDER), help="what to measure (all: everything)")
-    parser.add_argument("--model", choices=tuple(SHAPES),
-                        help="model shape (default tiny-random; random weights except tiny, the bundled model)")
+    parser.add_argument("--model", choices=PRETRAINED + tuple(SHAPES),
+                        help="model (default tiny-random): pretrained tiny or smollm2, or a shape with random "
+                             "weights")
     parser.add_argument("--device", help="cpu (default), cuda or cuda:N")
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
                         help="default: float32 on a CPU, bfloat16 on a GPU")

