@@ -18,12 +18,11 @@ module never loads a model; `cmt.stages.rl` builds the policy, reference and cri
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
@@ -31,48 +30,24 @@ import torch
 from omegaconf import DictConfig
 
 from cmt.data.problem import Problem
-from cmt.eval.calibration import step_calibration
 from cmt.eval.evaluate import Completion
 from cmt.eval.traced import evaluate_traced
 from cmt.generation import Sampled, left_pad, sample
 from cmt.lm_head import split_head
-from cmt.rewards.calibration import judge_steps
 from cmt.rewards.combine import RewardConfig, compute_rewards
-from cmt.rewards.outcome import answer_correct
 from cmt.rewards.types import rollouts_from_sampled
 from cmt.rl.advantages import AdvantageInputs, agreeing_groups, compute_advantages
 from cmt.rl.batch import Batch, completion_slice, per_rollout
+from cmt.rl.critic import Critic
 from cmt.rl.dropout import disable_dropout
 from cmt.rl.filters import SamplingRound, gather_groups, varied_groups
 from cmt.rl.forward import completion_logprobs
 from cmt.rl.losses import aggregate, kl_penalty, policy_loss, value_loss
 from cmt.rl.masked import explained_variance, masked_mean
+from cmt.rl.metrics import rollout_metrics
+from cmt.rl.reference import reference_model
 from cmt.rl.vllm_rollouts import truncated_importance_weights
 from cmt.trace import TraceProtocol, generate_traced
-
-
-class Critic(torch.nn.Module):
-    """A value model: a transformer trunk and a scalar head, one value per position."""
-
-    def __init__(self, trunk: torch.nn.Module, hidden_size: int):
-        super().__init__()
-        self.trunk = trunk
-        self.head = torch.nn.Linear(hidden_size, 1)
-        torch.nn.init.zeros_(self.head.weight)
-        torch.nn.init.zeros_(self.head.bias)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                position_ids: torch.Tensor) -> torch.Tensor:
-        """(B, L) float32 values.
-
-        The head runs outside autocast, in its weights' dtype: under ``bf16-mixed`` they are float32, and
-        values keep float32's precision (bf16 keeps 8 significant bits, steps of 0.004-0.008 near 1: as coarse as
-        the differences GAE takes between neighbouring values).
-        """
-        hidden = self.trunk(input_ids=input_ids, attention_mask=attention_mask,
-                            position_ids=position_ids).last_hidden_state
-        with torch.autocast(hidden.device.type, enabled=False):
-            return self.head(hidden.to(self.head.weight.dtype)).squeeze(-1).float()
 
 
 class RLModule(pl.LightningModule):
@@ -185,38 +160,6 @@ class RLModule(pl.LightningModule):
         self.generator.set_state(checkpoint["rl"]["generator"])
         self.history = list(checkpoint["rl"]["history"])
 
-    @contextlib.contextmanager
-    def _reference_model(self) -> Iterator[torch.nn.Module]:
-        """The frozen reference: a separate model, the policy with its frozen reference adapter active, or the
-        policy with its LoRA adapters disabled.
-
-        The policy-as-reference runs in eval mode, like a separate reference: no dropout, and no activation
-        checkpointing, which would stop `cmt.rl.forward` from running each prompt once. PEFT's ``set_adapter``
-        marks the adapter it activates trainable and the others frozen; every parameter's ``requires_grad``
-        is put back afterwards, so the reference adapter never trains and the policy's adapter always does.
-        """
-        if self._reference:
-            yield self._reference[0]
-            return
-        was_training = self.policy.training
-        self.policy.eval()
-        try:
-            if self.reference_adapter is None:
-                with self.policy.disable_adapter():
-                    yield self.policy
-                return
-            trainable = {name: p.requires_grad for name, p in self.policy.named_parameters()}
-            active = self.policy.active_adapter
-            self.policy.set_adapter(self.reference_adapter)
-            try:
-                yield self.policy
-            finally:
-                self.policy.set_adapter(active)
-                for name, p in self.policy.named_parameters():
-                    p.requires_grad_(trainable[name])
-        finally:
-            self.policy.train(was_training)
-
     # ---------------------------------------------------------------- one step
     def _forward(self, model: torch.nn.Module, rows: dict[str, torch.Tensor], entropy: bool = False
                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -315,7 +258,7 @@ class RLModule(pl.LightningModule):
         rewards = compute_rewards(rollouts, problems, self.reward)
         outcomes = torch.tensor(rewards.terms["outcome"], dtype=torch.float32)
         metrics = dict(rewards.metrics())
-        metrics.update(self._rollout_metrics(rollouts, problems, sampled))
+        metrics.update(rollout_metrics(rewards, sampled))
         metrics["train/zero_variance_groups"] = agreeing_groups(outcomes, group)
         keep = torch.ones(len(rollouts), dtype=torch.bool)
         if self.rl.dynamic_sampling.enabled:
@@ -345,7 +288,8 @@ class RLModule(pl.LightningModule):
             batch.fields["old_logprobs"], batch.fields["is_weights"] = trainer, weights
             metrics.update(mismatch)
         if float(self.rl.kl_coef) > 0:
-            with self._reference_model() as reference:
+            separate = self._reference[0] if self._reference else None
+            with reference_model(self.policy, separate, self.reference_adapter) as reference:
                 ref_logprobs = per_rollout(batch, chunks, lambda rows: self._forward(reference, rows)[0])
             batch.fields["ref_logprobs"] = ref_logprobs
             if self.rl.kl_mode == "reward":
@@ -367,29 +311,6 @@ class RLModule(pl.LightningModule):
         batch.fields["keep"] = keep
         metrics["timing/score"] = time.perf_counter() - started
         return batch, metrics
-
-    def _rollout_metrics(self, rollouts, problems, sampled) -> dict[str, float]:
-        """Accuracy, intermediate-step calibration (as eval measures it) and shape statistics of the rollouts."""
-        judged, confidences, correct = 0, [], []
-        for rollout in rollouts:
-            for step in judge_steps(rollout, problems[rollout.problem_index], extraction=self.reward.extraction,
-                                    confidence=self.reward.confidence, correctness=self.reward.correctness):
-                judged += 1
-                if not step.step.is_final:
-                    confidences.append(step.confidence)
-                    correct.append(step.correct)
-        steps = step_calibration(confidences, correct, len(rollouts))
-        lengths = sampled.lengths.float()
-        return {
-            "train/accuracy": sum(answer_correct(r, problems[r.problem_index], self.reward.extraction)
-                                  for r in rollouts) / len(rollouts),
-            # Judged steps (the final answer included) and judged intermediate steps, per rollout.
-            "train/steps_per_rollout": judged / len(rollouts),
-            "train/intermediate_steps_per_rollout": steps.pop("intermediate_steps"),
-            **{f"train/{key}": value for key, value in steps.items()},
-            "train/completion_length": float(lengths.mean()),
-            "train/truncation_rate": float((~sampled.finished).float().mean()),
-        }
 
     def _update(self, batch: Batch, update_policy: bool = True) -> dict[str, float]:
         """``epochs`` passes of mini-batch updates over the kept rollouts; returns mean diagnostics.

@@ -79,6 +79,15 @@ def judge_steps(rollout: Rollout, problem: Problem, *, extraction: str = "flexib
             for step, verdict in zip(steps, verdicts, strict=True) if verdict is not None]
 
 
+def judge_rollouts(rollouts: Sequence[Rollout], problems: Sequence[Problem], *, extraction: str = "flexible",
+                   confidence: str = "geometric_mean", correctness: str = "problem", **_settings
+                   ) -> list[list[JudgedStep]]:
+    """:func:`judge_steps` of every rollout (``problems[r.problem_index]`` is the problem of ``r``): the
+    judgment a batch's calibration reward and its logged step calibration share, made once."""
+    return [judge_steps(r, problems[r.problem_index], extraction=extraction, confidence=confidence,
+                        correctness=correctness) for r in rollouts]
+
+
 def step_score(confidence: float, correct: bool, score: str = "signed", log_eps: float = 0.01) -> float:
     """The calibration score of one step (formulas in the module docstring).
 
@@ -134,27 +143,30 @@ def score_range(score: str = "signed", log_eps: float = 0.01) -> tuple[float, fl
     return {"signed": (-1.0, 1.0), "brier": (0.0, 1.0), "log": (math.log(log_eps), math.log(1.0 - log_eps))}[score]
 
 
-def calibration_step_term(rollouts: Sequence[Rollout], problems: Sequence[Problem], *, extraction: str = "flexible",
-                          confidence: str = "geometric_mean", correctness: str = "problem",
+def calibration_step_term(rollouts: Sequence[Rollout], problems: Sequence[Problem], *,
                           calibration_score: str = "signed", step_aggregation: str = "per_gold_step",
-                          log_eps: float = 0.01,
-                          **_settings) -> list[list[tuple[int, float]]]:
+                          log_eps: float = 0.01, judged: Sequence[list[JudgedStep]] | None = None,
+                          **settings) -> list[list[tuple[int, float]]]:
     """Per rollout, ``(token index, share)`` for each judged step: the share sits at the value's last token.
 
     A rollout without a final answer gets one more share at its last token: a wrong answer at full
     confidence (module docstring). The shares of a rollout add up to its :func:`calibration_term` value.
+
+    Args:
+        judged: The rollouts' :func:`judge_rollouts` when the caller has them; None: judged here under
+            ``settings`` (extraction, confidence, correctness).
     """
+    if judged is None:
+        judged = judge_rollouts(rollouts, problems, **settings)
     placed = []
-    for rollout in rollouts:
-        judged = judge_steps(rollout, problems[rollout.problem_index], extraction=extraction,
-                             confidence=confidence, correctness=correctness)
-        positions = [j.step.token_indices[-1] for j in judged]
-        scores = [step_score(j.confidence, j.correct, calibration_score, log_eps) for j in judged]
-        if not any(j.step.is_final for j in judged):
+    for rollout, steps in zip(rollouts, judged, strict=True):
+        positions = [j.step.token_indices[-1] for j in steps]
+        scores = [step_score(j.confidence, j.correct, calibration_score, log_eps) for j in steps]
+        if not any(j.step.is_final for j in steps):
             positions.append(len(rollout.token_ids) - 1)
             scores.append(step_score(1.0, False, calibration_score, log_eps))
         problem = problems[rollout.problem_index]
-        expected = len(problem.intermediate) or sum(j.correct and not j.step.is_final for j in judged)
+        expected = len(problem.intermediate) or sum(j.correct and not j.step.is_final for j in steps)
         shares = step_shares(scores, step_aggregation, expected, score_range(calibration_score, log_eps))
         placed.append(list(zip(positions, shares, strict=True)))
     return placed

@@ -25,8 +25,10 @@ from cmt.errors import ConfigError
 from cmt.rewards.calibration import (
     CALIBRATION_SCORES,
     STEP_AGGREGATIONS,
+    JudgedStep,
     calibration_step_term,
     calibration_term,
+    judge_rollouts,
 )
 from cmt.rewards.confidence import CONFIDENCE_KINDS
 from cmt.rewards.correctness import CORRECTNESS_MODES
@@ -112,12 +114,15 @@ class RewardOutput:
             steps at their value's last token, the rest at the last token; sequence: the total at the
             last token).
         lengths: (B,) number of completion tokens per rollout.
+        judged: Per rollout, its judged steps (`cmt.rewards.calibration.judge_rollouts`), which the
+            calibration term scored; the step calibration RL logs reads them rather than judging again.
     """
 
     totals: list[float]
     terms: dict[str, list[float]]
     placed: list[list[tuple[int, float]]]
     lengths: list[int]
+    judged: list[list[JudgedStep]]
 
     def scores(self) -> torch.Tensor:
         """(B,) float32 sequence rewards, for group-relative estimators and dynamic sampling."""
@@ -166,6 +171,8 @@ def compute_rewards(rollouts: Sequence[Rollout], problems: Sequence[Problem], co
     if not rollouts:
         raise ValueError("cannot compute rewards of an empty batch of rollouts")
     settings = config.term_settings()
+    # Every rollout's steps are judged once, here, for every term and for the logged step calibration.
+    settings["judged"] = judge_rollouts(rollouts, problems, **settings)
     by_step = ({name: fn(rollouts, problems, **settings) for name, fn in STEP_TERMS.items()}
                if config.granularity == "step" else {})
     terms = {name: [sum(share for _, share in row) for row in by_step[name]] if name in by_step
@@ -181,4 +188,4 @@ def compute_rewards(rollouts: Sequence[Rollout], problems: Sequence[Problem], co
             for row in range(len(rollouts)):
                 pairs = by_step[name][row] if name in by_step else [(last[row], terms[name][row])]
                 placed[row].extend((index, weight * value) for index, value in pairs)
-    return RewardOutput(totals, terms, placed, [len(r.token_ids) for r in rollouts])
+    return RewardOutput(totals, terms, placed, [len(r.token_ids) for r in rollouts], settings["judged"])

@@ -40,7 +40,7 @@ def completion_logprobs(model: torch.nn.Module, rows: dict[str, torch.Tensor], t
 
     Args:
         model: A causal LM (PEFT-wrapped or not).
-        rows: A micro-batch as ``cmt.modules.rl.Batch.rows`` cuts it (see :func:`completion_logits`).
+        rows: A micro-batch as ``cmt.rl.batch.Batch.rows`` cuts it (see :func:`completion_logits`).
         temperature: The sampling temperature (PPO's old and new log-probs share a distribution).
     """
     mask = rows["mask"].bool()
@@ -61,7 +61,7 @@ def completion_logits(model: torch.nn.Module, rows: dict[str, torch.Tensor]) -> 
 
     Args:
         model: A causal LM (PEFT-wrapped or not).
-        rows: A micro-batch as ``cmt.modules.rl.Batch.rows`` cuts it: ``input_ids``/``attention_mask``/
+        rows: A micro-batch as ``cmt.rl.batch.Batch.rows`` cuts it: ``input_ids``/``attention_mask``/
             ``position_ids`` over ``[prompt | completion]``, ``tokens`` (B, T), ``prompt_ids``/``prompt_mask``
             (U, P) of the distinct prompts and ``owner`` (B,), each row's prompt among them.
     """

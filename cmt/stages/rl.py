@@ -27,8 +27,9 @@ from cmt.checkpointing import Checkpointer
 from cmt.data.prompts import render_prompt
 from cmt.data.suite import rl_problems
 from cmt.models import load_model, save_model
-from cmt.modules.rl import Critic, RLModule
+from cmt.modules.rl import RLModule
 from cmt.rl.config import validate_rl_config
+from cmt.rl.critic import Critic
 from cmt.stages.common import StageContext, checkpoint_dir, method, require_checkpoint
 from cmt.stages.sft import build_trainer
 from cmt.trace import TraceProtocol

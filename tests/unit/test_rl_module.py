@@ -10,8 +10,11 @@ from torch.utils.data import DataLoader
 
 from cmt.data.prompts import render_prompt
 from cmt.data.synthetic import generate
-from cmt.modules.rl import Critic, RLModule, completion_slice
+from cmt.modules.rl import RLModule
+from cmt.rl.batch import completion_slice
 from cmt.rl.config import validate_rl_config
+from cmt.rl.critic import Critic
+from cmt.rl.reference import reference_model
 
 
 @pytest.fixture
@@ -263,8 +266,8 @@ def test_a_lora_policys_reference_is_the_frozen_sft_adapter(tiny, rl_config, tmp
     _train(policy, tokenizer, rl, reward_cfg, reference_adapter=adapter)
     assert all(torch.equal(frozen[name], p) for name, p in policy.named_parameters() if name in frozen)
     assert any(not torch.equal(trained[name], p) for name, p in policy.named_parameters() if name in trained)
-    with module._reference_model() as reference_model:
-        after = _full_row_logprobs(reference_model, rows)[mask]
+    with reference_model(policy, adapter=adapter) as reference:
+        after = _full_row_logprobs(reference, rows)[mask]
     torch.testing.assert_close(after, ref, atol=1e-4, rtol=0)
     with torch.no_grad():
         policy.eval()
@@ -467,3 +470,39 @@ def test_a_ragged_remainder_of_kept_rollouts_gets_no_optimizer_step(tiny, rl_con
     [metrics] = module.history
     assert metrics["train/kept_groups"] == 3.0 and metrics["train/updated_rollouts"] == 4.0
     assert len(steps) == 1
+
+
+def test_a_step_judges_each_rollout_once_and_logs_the_rewards_judgment(tiny, rl_config, monkeypatch):
+    """The reward judges every rollout's steps; the logged accuracy and step calibration are read from that
+    judgment (cmt.rl.metrics), not from a second pass over the rollouts."""
+    import cmt.modules.rl as rl_module
+    import cmt.rewards.calibration as calibration
+    from cmt.eval.calibration import step_calibration
+
+    judged_texts = []
+    find_steps = calibration.find_steps
+
+    def counting_find_steps(text, *args, **kwargs):
+        judged_texts.append(text)
+        return find_steps(text, *args, **kwargs)
+
+    monkeypatch.setattr(calibration, "find_steps", counting_find_steps)
+    seen = []
+    compute_rewards = rl_module.compute_rewards
+
+    def keeping_compute_rewards(*args, **kwargs):
+        seen.append(compute_rewards(*args, **kwargs))
+        return seen[-1]
+
+    monkeypatch.setattr(rl_module, "compute_rewards", keeping_compute_rewards)
+    model, tokenizer = tiny
+    rl, reward_cfg = rl_config("grpo", kl_coef=0.0, max_new_tokens=48)
+    module = _train(model, tokenizer, rl, reward_cfg)
+    rollouts_per_step = 2 * 2
+    assert len(module.history) == 2 and len(seen) == 2
+    assert len(judged_texts) == 2 * rollouts_per_step
+    for rewards, logged in zip(seen, module.history, strict=True):
+        assert logged["train/accuracy"] == sum(rewards.terms["outcome"]) / rollouts_per_step
+        steps = [s for row in rewards.judged for s in row if not s.step.is_final]
+        expected = step_calibration([s.confidence for s in steps], [s.correct for s in steps], rollouts_per_step)
+        assert logged["train/intermediate_steps_per_rollout"] == expected["intermediate_steps"]
