@@ -5,6 +5,7 @@ paths (``stage=comt_sft`` after ``stage=teach``, ``stage=ccrl`` after ``stage=co
 
     <artifacts>/<tag>/data/<benchmark>/<teacher>/seed<seed>/{comt,cot}.jsonl   training sets (stage=teach)
     <artifacts>/<tag>/<model>/seed<seed>/<method>/model/              checkpoints (training stages)
+    <artifacts>/<tag>/<model>/seed<seed>/<method>/training.json       what training it cost (read by stage=eval)
     <artifacts>/reuse/<method>/<key>/                                 SFT models shared by jobs (reuse_sft)
 """
 
@@ -23,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger
 
 from cmt import __version__
+from cmt.atomic import atomic_write
 from cmt.errors import CmtError
 from cmt.secrets import redact_config
 
@@ -71,6 +73,11 @@ def _model_root(cfg: DictConfig) -> Path:
 def checkpoint_dir(cfg: DictConfig, method_name: str) -> Path:
     """Where the training stage of ``method_name`` saves its model (a save_pretrained folder)."""
     return _model_root(cfg) / method_name / "model"
+
+
+def training_record_path(cfg: DictConfig, method_name: str) -> Path:
+    """Where a training stage records what ``method_name`` cost (``train_time_s``, ``train_tokens``)."""
+    return checkpoint_dir(cfg, method_name).parent / "training.json"
 
 
 def training_set_path(cfg: DictConfig, trace: str) -> Path:
@@ -136,8 +143,23 @@ class StageContext:
     logger: Logger | None
     run_id: str
     started: float = field(default_factory=time.time)
-    # Training time and tokens of each method trained in this job, for the result rows.
+    # Training time and tokens of each method trained (or read back) in this job, for the result rows.
     training: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def record_training(self, method_name: str, cost: dict[str, float]) -> None:
+        """Keep what training ``method_name`` cost (``train_time_s``, ``train_tokens``) for this job's result
+        rows, and beside its checkpoint (:func:`training_record_path`) for a later ``stage=eval`` job."""
+        self.training[method_name] = dict(cost)
+        with atomic_write(training_record_path(self.cfg, method_name)) as handle:
+            json.dump(self.training[method_name], handle)
+
+    def training_cost(self, method_name: str) -> dict[str, float]:
+        """What training ``method_name`` cost: recorded in this job, else read from beside its checkpoint
+        (empty for ``base`` and for checkpoints written before the record existed)."""
+        if method_name not in self.training:
+            path = training_record_path(self.cfg, method_name)
+            self.training[method_name] = json.loads(path.read_text()) if path.is_file() else {}
+        return self.training[method_name]
 
     def save_config(self, folder: Path) -> None:
         """Write the resolved, redacted config beside an artifact, so every output says how it was made."""

@@ -120,7 +120,7 @@ def run(ctx: StageContext) -> dict[str, float]:
             if cfg.eval.save_predictions:
                 write_jsonl(Path(cfg.paths.output_dir) / "predictions" / name /
                             f"{eval_set.benchmark}-{eval_set.split}.jsonl", as_dicts(scored))
-            training = ctx.training.get(name, {})
+            training = ctx.training_cost(name)
             rows.append({
                 **ctx.row_identity(), "method": name, "stage": cfg.stage.name, "benchmark": eval_set.benchmark,
                 "split": eval_set.split, "tag": eval_set.tag, **values,

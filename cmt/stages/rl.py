@@ -201,7 +201,7 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
     ctx.save_config(out.parent)
     checkpointer.clear()
     rollout_tokens = sum(h["train/completion_length"] for h in module.history) * per_step * int(cfg.rl.group_size)
-    ctx.training[method_name] = {"train_time_s": train_time, "train_tokens": rollout_tokens}
+    ctx.record_training(method_name, {"train_time_s": train_time, "train_tokens": rollout_tokens})
     first = module.history[0]
     window = max(1, len(module.history) // 4)
     early = sum(h["reward/total"] for h in module.history[:window]) / window

@@ -105,7 +105,7 @@ def train(ctx: StageContext, method_name: str, data_path: Path, out: Path) -> di
     ctx.save_config(out.parent)
     checkpointer.clear()
     tokens = trained_tokens(trainer, module)
-    ctx.training[method_name] = {"train_time_s": train_time, "train_tokens": float(tokens)}
+    ctx.record_training(method_name, {"train_time_s": train_time, "train_tokens": float(tokens)})
     metrics = {f"{method_name}/{k.replace('/', '_')}": float(v) for k, v in trainer.callback_metrics.items()}
     metrics.update({f"{method_name}/train_time_s": train_time, f"{method_name}/train_tokens": float(tokens)})
     print(f"{method_name}: saved to {out} ({train_time:.0f} s, {tokens} target tokens)")
@@ -117,7 +117,7 @@ def reuse(ctx: StageContext, method_name: str, stored: StoredModel, out: Path) -
     tokens as this job's (they are what the model cost)."""
     restore(stored, out)
     ctx.save_config(out.parent)
-    ctx.training[method_name] = stored.training["training"]
+    ctx.record_training(method_name, stored.training["training"])
     metrics = stored.training["metrics"]
     log_metrics(ctx.logger, metrics)
     print(f"{method_name}: reusing the model trained by the job in {stored.training['output_dir']} (same config, "

@@ -40,14 +40,21 @@ def test_sft_without_teach_names_the_command_that_makes_its_input(tmp_path):
     assert "run `python run.py stage=teach`" in out.stderr
 
 
-def test_cot_sft_runs_after_teach_logs_csv_and_eval_finds_its_checkpoint(tmp_path):
+def test_cot_sft_runs_after_teach_logs_csv_and_eval_finds_its_checkpoint_and_training_cost(tmp_path):
+    """``stage=eval`` on its own reads what the model cost from the training record beside the checkpoint."""
     assert _run(tmp_path, "stage=teach").returncode == 0
     assert _run(tmp_path, "stage=cot_sft", logger="csv").returncode == 0
     assert list((tmp_path / "job" / "csv").glob("version_*/metrics.csv"))
-    out = _run(tmp_path, "stage=eval", "eval.methods=[cot_sft]")
+    (record,) = (tmp_path / "artifacts").glob("**/cot_sft/training.json")
+    training = json.loads(record.read_text())
+    assert training["train_time_s"] > 0 and training["train_tokens"] > 0
+    out = _run(tmp_path, "stage=eval", "eval.methods=[base,cot_sft]")
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [json.loads(line) for line in (tmp_path / "results" / "runs.jsonl").read_text().splitlines()]
-    assert {r["method"] for r in rows} == {"cot_sft"}
+    assert {r["method"] for r in rows} == {"base", "cot_sft"}
+    assert all((r["train_time_s"], r["train_tokens"]) == (training["train_time_s"], training["train_tokens"])
+               for r in rows if r["method"] == "cot_sft")
+    assert all(r["train_time_s"] is None for r in rows if r["method"] == "base")
 
 
 def test_ccrl_logs_every_rl_step(tmp_path):
