@@ -46,6 +46,7 @@ from cmt.rl.losses import aggregate, kl_penalty, policy_loss, value_loss
 from cmt.rl.masked import explained_variance, masked_mean
 from cmt.rl.metrics import rollout_metrics
 from cmt.rl.reference import reference_model
+from cmt.rl.settings import RLSettings
 from cmt.rl.vllm_rollouts import truncated_importance_weights
 from cmt.trace import TraceProtocol, generate_traced
 
@@ -59,7 +60,8 @@ class RLModule(pl.LightningModule):
         problems: Training problems; the dataloader yields lists of their indices.
         val_problems: Held-out problems for the periodic greedy validation.
         render: ``question -> prompt text`` (the shared prompt).
-        rl: The ``rl`` config node (validated by `cmt.rl.config.validate_rl_config`).
+        rl: The ``rl`` config node, validated by `cmt.rl.config.validate_rl_config`; read once into typed
+            `cmt.rl.settings.RLSettings`.
         reward: Validated reward settings.
         optimizer: ``params -> Optimizer`` for the policy.
         reference: A separate frozen reference model, or None (no KL, or LoRA: the policy itself, see
@@ -100,7 +102,7 @@ class RLModule(pl.LightningModule):
             if model is not None:
                 disable_dropout(model)
         self.problems, self.val_problems, self.render = list(problems), list(val_problems), render
-        self.rl, self.reward = rl, reward
+        self.rl, self.reward = RLSettings.of(rl), reward
         self.optimizer_factory, self.critic_optimizer_factory = optimizer, critic_optimizer
         self.val_batch_size = val_batch_size
         self.logits_chunk_tokens = logits_chunk_tokens
@@ -125,7 +127,7 @@ class RLModule(pl.LightningModule):
 
     def _critic_warmup(self) -> int:
         """RL steps that train only the critic (``rl.critic.warmup_steps``; 0 without a critic)."""
-        return int(self.rl.critic.warmup_steps) if self.critic is not None else 0
+        return self.rl.critic.warmup_steps if self.critic is not None else 0
 
     def _warm_up(self, optimizer: torch.optim.Optimizer, step: int) -> float:
         """Set the policy's learning rate for RL step ``step`` (0-based) and return it.
@@ -136,7 +138,7 @@ class RLModule(pl.LightningModule):
         Adam's first moment estimates, both noisy; small steps there keep them from pushing the policy far.
         """
         update = step - self._critic_warmup() + 1
-        factor = min(1.0, update / (int(self.rl.warmup_steps) + 1)) if update > 0 else 0.0
+        factor = min(1.0, update / (self.rl.warmup_steps + 1)) if update > 0 else 0.0
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
         return optimizer.param_groups[0]["lr"]
@@ -164,7 +166,7 @@ class RLModule(pl.LightningModule):
     def _forward(self, model: torch.nn.Module, rows: dict[str, torch.Tensor], entropy: bool = False
                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, T) log-probs of the completion tokens under ``model`` (sampling temperature), and their entropies."""
-        return completion_logprobs(model, rows, float(self.rl.temperature), self.logits_chunk_tokens, entropy)
+        return completion_logprobs(model, rows, self.rl.temperature, self.logits_chunk_tokens, entropy)
 
     @torch.no_grad()
     def _rollout(self, problems: Sequence[Problem]):
@@ -174,7 +176,7 @@ class RLModule(pl.LightningModule):
         ``plan_execute``: each sampled plan, cut and followed by the execution cue, is the prompt of its
         rollout (``inputs`` has one row per rollout), and the execution is the completion (`cmt.trace`).
         """
-        group = int(self.rl.group_size)
+        group = self.rl.group_size
         pad_id = self.tokenizer.pad_token_id
         if self.rollout_engine is not None:
             self.rollout_engine.sync(self.policy)
@@ -206,14 +208,14 @@ class RLModule(pl.LightningModule):
         with the policy by the caller)."""
         if self.rollout_engine is not None:
             seed = int(torch.randint(2**31 - 1, (1,), generator=self.generator))
-            sampled = self.rollout_engine.sample(prompts, num_samples, int(self.rl.max_new_tokens),
-                                                 float(self.rl.temperature), seed)
+            sampled = self.rollout_engine.sample(prompts, num_samples, self.rl.max_new_tokens,
+                                                 self.rl.temperature, seed)
             return Sampled(*(t.to(self.device) for t in (sampled.tokens, sampled.logprobs, sampled.lengths,
                                                           sampled.finished)))
         inputs = left_pad(self.tokenizer, prompts, self.device)
         self.policy.eval()
-        sampled = sample(self.policy, **inputs, max_new_tokens=int(self.rl.max_new_tokens), eos_ids=self.eos_ids,
-                         pad_id=self.tokenizer.pad_token_id, temperature=float(self.rl.temperature),
+        sampled = sample(self.policy, **inputs, max_new_tokens=self.rl.max_new_tokens, eos_ids=self.eos_ids,
+                         pad_id=self.tokenizer.pad_token_id, temperature=self.rl.temperature,
                          generator=self.generator, num_samples=num_samples)
         self.policy.train()
         return sampled
@@ -225,11 +227,11 @@ class RLModule(pl.LightningModule):
         Extra problems are drawn at random from the training problems with the rollout generator (so a resumed
         run draws the same). Where every round's groups agree, the first round comes back with nothing kept.
         """
-        group, target = int(self.rl.group_size), len(first.problems)
-        tolerance = float(self.rl.dynamic_sampling.tolerance)
+        group, target = self.rl.group_size, len(first.problems)
+        tolerance = self.rl.dynamic_sampling.tolerance
         rounds, generate_time = [first], 0.0
         while (sum(int(r.keep.sum()) for r in rounds) < target * group
-               and len(rounds) < int(self.rl.dynamic_sampling.max_rounds)):
+               and len(rounds) < self.rl.dynamic_sampling.max_rounds):
             started = time.perf_counter()
             problems = [self.problems[int(i)] for i in torch.randint(len(self.problems), (target,),
                                                                      generator=self.generator)]
@@ -252,7 +254,7 @@ class RLModule(pl.LightningModule):
         The logged rollout statistics (accuracy, rewards, calibration) are those of the step's own problems,
         before dynamic sampling picks groups to train on.
         """
-        group = int(self.rl.group_size)
+        group = self.rl.group_size
         rollouts, sampled, inputs = self._rollout(problems)
         started = time.perf_counter()
         rewards = compute_rewards(rollouts, problems, self.reward)
@@ -263,7 +265,7 @@ class RLModule(pl.LightningModule):
         keep = torch.ones(len(rollouts), dtype=torch.bool)
         if self.rl.dynamic_sampling.enabled:
             first = SamplingRound(list(problems), rollouts, sampled, inputs, varied_groups(
-                rewards.scores(), group, float(self.rl.dynamic_sampling.tolerance)))
+                rewards.scores(), group, self.rl.dynamic_sampling.tolerance))
             chosen, refill = self._refill(first)
             metrics.update(refill)
             started += refill["timing/refill_generate"]
@@ -278,32 +280,32 @@ class RLModule(pl.LightningModule):
         batch.fields["old_logprobs"] = sampled.logprobs.float()
         # Forward passes over all rollouts go micro-batch by micro-batch (with a real vocabulary the logits of
         # every rollout at once would take gigabytes), each over rollouts cheap to run together, cut to their width.
-        chunks = batch.chunks(range(len(rollouts)), int(self.rl.micro_batch_size))
+        chunks = batch.chunks(range(len(rollouts)), self.rl.micro_batch_size)
         if self.rollout_engine is not None:
             # The engine's log-probs are the behaviour policy's: the ratio starts from the trainer's own, and
             # each token's loss is weighted by min(pi_trainer / pi_engine, cap) (cmt.rl.vllm_rollouts).
             trainer = per_rollout(batch, chunks, lambda rows: self._forward(self.policy, rows)[0])
             weights, mismatch = truncated_importance_weights(trainer, batch.fields["old_logprobs"], batch.mask,
-                                                             float(self.rl.rollout_is_cap))
+                                                             self.rl.rollout_is_cap)
             batch.fields["old_logprobs"], batch.fields["is_weights"] = trainer, weights
             metrics.update(mismatch)
-        if float(self.rl.kl_coef) > 0:
+        if self.rl.kl_coef > 0:
             separate = self._reference[0] if self._reference else None
             with reference_model(self.policy, separate, self.reference_adapter) as reference:
                 ref_logprobs = per_rollout(batch, chunks, lambda rows: self._forward(reference, rows)[0])
             batch.fields["ref_logprobs"] = ref_logprobs
             if self.rl.kl_mode == "reward":
                 penalty = kl_penalty(batch.fields["old_logprobs"], ref_logprobs, self.rl.kl_estimator) * batch.mask
-                token_rewards = token_rewards - float(self.rl.kl_coef) * penalty
+                token_rewards = token_rewards - self.rl.kl_coef * penalty
         values = None
         if self.critic is not None:
             values = per_rollout(batch, chunks, lambda rows: completion_slice(
                 self.critic(rows["input_ids"], rows["attention_mask"], rows["position_ids"]), rows))
             batch.fields["old_values"] = values * batch.mask
         advantages = compute_advantages(self.rl.advantage, AdvantageInputs(
-            token_rewards=token_rewards, mask=batch.mask, values=values, gamma=float(self.rl.gamma),
-            lam=float(self.rl.lam), whiten=bool(self.rl.whiten_advantages), group_size=group,
-            scale=str(self.rl.advantage_scale), outcomes=outcomes))
+            token_rewards=token_rewards, mask=batch.mask, values=values, gamma=self.rl.gamma,
+            lam=self.rl.lam, whiten=self.rl.whiten_advantages, group_size=group,
+            scale=self.rl.advantage_scale, outcomes=outcomes))
         batch.fields["advantages"] = advantages.advantages
         if advantages.returns is not None:
             batch.fields["returns"] = advantages.returns
@@ -323,10 +325,10 @@ class RLModule(pl.LightningModule):
         if not update_policy:
             optimizers = optimizers[1:]
         kept = torch.nonzero(batch.fields["keep"]).squeeze(1).tolist()
-        mini, micro = int(rl.mini_batch_size), int(rl.micro_batch_size)
+        mini, micro = rl.mini_batch_size, rl.micro_batch_size
         stats: dict[str, list[float]] = {}
         order_rng = random.Random(int(self.global_step))
-        for _ in range(int(rl.epochs)):
+        for _ in range(rl.epochs):
             order_rng.shuffle(kept)
             # Whole mini-batches only: when dynamic sampling keeps fewer rollouts than a step holds, the ragged
             # remainder (another one each epoch) is left out rather than given a full optimizer step.
@@ -340,7 +342,7 @@ class RLModule(pl.LightningModule):
                     for name, value in step_stats.items():
                         stats.setdefault(name, []).append(value)
                 for optimizer in optimizers:
-                    self.clip_gradients(optimizer, gradient_clip_val=float(rl.max_grad_norm),
+                    self.clip_gradients(optimizer, gradient_clip_val=rl.max_grad_norm,
                                         gradient_clip_algorithm="norm")
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
@@ -357,8 +359,8 @@ class RLModule(pl.LightningModule):
         logprobs, entropy = self._forward(self.policy, rows, entropy=True)
         mask = rows["mask"]
         result = policy_loss(rl.policy_loss, logprobs, rows["old_logprobs"], rows["advantages"], mask,
-                             clip_low=float(rl.clip_low), clip_high=float(rl.clip_high),
-                             aggregation=str(rl.loss_aggregation), max_length=int(rl.max_new_tokens),
+                             clip_low=rl.clip_low, clip_high=rl.clip_high,
+                             aggregation=rl.loss_aggregation, max_length=rl.max_new_tokens,
                              num_tokens=num_tokens, num_sequences=float(num_sequences),
                              token_weights=rows.get("is_weights"))
         loss = result.loss
@@ -369,8 +371,8 @@ class RLModule(pl.LightningModule):
             kl = kl_penalty(logprobs, rows["ref_logprobs"], rl.kl_estimator)
             stats["train/kl"] = float(masked_mean(kl.detach(), mask))
             if rl.kl_mode == "loss":
-                loss = loss + float(rl.kl_coef) * aggregate(
-                    kl, mask, str(rl.loss_aggregation), max_length=int(rl.max_new_tokens), num_tokens=num_tokens,
+                loss = loss + rl.kl_coef * aggregate(
+                    kl, mask, rl.loss_aggregation, max_length=rl.max_new_tokens, num_tokens=num_tokens,
                     num_sequences=float(num_sequences))
         if self.critic is not None:
             critic_loss, critic_stats = self._critic_loss(rows, num_tokens, num_sequences)
@@ -383,7 +385,7 @@ class RLModule(pl.LightningModule):
         """The critic's clipped value loss of one micro-batch, and its statistics."""
         values = completion_slice(self.critic(rows["input_ids"], rows["attention_mask"], rows["position_ids"]), rows)
         loss, value_clip = value_loss(values, rows["old_values"], rows["returns"], rows["mask"],
-                                      clip=float(self.rl.critic.value_clip), num_tokens=num_tokens,
+                                      clip=self.rl.critic.value_clip, num_tokens=num_tokens,
                                       num_sequences=float(num_sequences))
         return loss, {"train/value_loss": loss.item(), "train/value_clip_fraction": float(value_clip)}
 
@@ -411,7 +413,7 @@ class RLModule(pl.LightningModule):
         problems = [self.val_problems[int(i)] for i in batch_indices]
         prompts = [self.render(p.question) for p in problems]
         values, _ = evaluate_traced(self.policy, self.tokenizer, problems, prompts, self.trace,
-                                    int(self.rl.max_new_tokens), self.val_batch_size, desc="validate")
+                                    self.rl.max_new_tokens, self.val_batch_size, desc="validate")
         self.log("val/accuracy", values["accuracy"], prog_bar=True, batch_size=len(problems))
         self.log("val/ece", values["ece"], batch_size=len(problems))
         self.policy.train()

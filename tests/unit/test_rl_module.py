@@ -1,6 +1,7 @@
 """Two RL steps on the real tiny model: the policy moves, the reference and old log-probs do not."""
 
 import copy
+import dataclasses
 import math
 
 import pytest
@@ -330,7 +331,7 @@ def test_the_kl_loss_follows_loss_aggregation(tiny, rl_config):
     tokens, sequences = float(rows["mask"].sum()), rows["tokens"].shape[0]
     with torch.no_grad():
         with_kl, _ = module._loss(rows, tokens, sequences)
-        rl.kl_coef = 0.0
+        module.rl = dataclasses.replace(module.rl, kl_coef=0.0)
         without, _ = module._loss(rows, tokens, sequences)
         logprobs, _ = module._forward(model, rows)
     kl = kl_penalty(logprobs, rows["ref_logprobs"], "k3")
@@ -404,11 +405,11 @@ def test_zero_variance_groups_counts_groups_whose_outcomes_agree(tiny, rl_config
     assert metrics["train/zero_variance_groups"] == pytest.approx(float(agree))
 
 
-def _spreads(module, seed):
-    """The reward spread (max - min) of each group the module samples for its first problems from ``seed``."""
+def _spreads(module, seed, n=4):
+    """The reward spread (max - min) of each group the module samples for its first ``n`` problems from ``seed``."""
     from cmt.rewards.combine import compute_rewards
 
-    group, n = int(module.rl.group_size), int(module.rl.prompts_per_step)
+    group = module.rl.group_size
     module.generator.manual_seed(seed)
     rollouts, _, _ = module._rollout(module.problems[:n])
     groups = compute_rewards(rollouts, module.problems[:n], module.reward).scores().view(-1, group)
@@ -432,11 +433,17 @@ def _dapo(tiny, rl_config, **overrides):
     return module, steps
 
 
+def _set_tolerance(module, tolerance):
+    """Set ``rl.dynamic_sampling.tolerance`` on a built module (its settings are frozen)."""
+    module.rl = dataclasses.replace(module.rl, dynamic_sampling=dataclasses.replace(
+        module.rl.dynamic_sampling, tolerance=tolerance))
+
+
 def test_dynamic_sampling_refills_the_batch_with_varied_groups(tiny, rl_config):
     """A first round with one varied group (of 4) is topped up by more sampling rounds to 4 varied groups."""
     module, _ = _dapo(tiny, rl_config, **{"dynamic_sampling.max_rounds": 12})
     spreads = _spreads(module, seed=0)
-    module.rl.dynamic_sampling.tolerance = (spreads[0] + spreads[1]) / 2
+    _set_tolerance(module, (spreads[0] + spreads[1]) / 2)
     module.generator.manual_seed(0)
     batch, metrics = module._score(module.problems[:4])
     assert metrics["train/sampling_rounds"] > 1 and metrics["train/kept_groups"] == 4.0
@@ -458,7 +465,7 @@ def test_a_ragged_remainder_of_kept_rollouts_gets_no_optimizer_step(tiny, rl_con
     instead of getting a full optimizer step of their own."""
     module, steps = _dapo(tiny, rl_config, **{"dynamic_sampling.max_rounds": 1})
     spreads = _spreads(module, seed=0)
-    module.rl.dynamic_sampling.tolerance = (spreads[2] + spreads[3]) / 2
+    _set_tolerance(module, (spreads[2] + spreads[3]) / 2)
 
     class Reseed(pl.Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
