@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-# The paper's benchmarks in its column order, keyed by normalised name (see `norm`), with display names.
+# The paper's benchmarks in its column order, keyed by normalised name (see `norm`), with display names; the
+# sources available to us do not name its eighth, and MultiArith is our choice for it (conf/benchmark/paper.yaml).
 PAPER_BENCHMARKS = {"gsm8k": "GSM8K", "svamp": "SVAMP", "asdiv": "ASDiv", "mawps": "MAWPS", "tabmwp": "TabMWP",
-                    "gsmhard": "GSM-Hard", "gsmsymbolic": "GSM-Symbolic"}
+                    "gsmhard": "GSM-Hard", "gsmsymbolic": "GSM-Symbolic", "multiarith": "MultiArith"}
 # The paper's in-distribution benchmarks; its other benchmarks are out-of-distribution.
 PAPER_ID_BENCHMARKS = {"gsm8k", "svamp"}
 

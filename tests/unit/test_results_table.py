@@ -216,3 +216,14 @@ def test_rows_of_several_experiments_keep_their_own_lines_and_deltas():
     assert line(table, "tiny [grpo]", "cot_sft_rl")["gsm8k"].mean == pytest.approx(20.0)
     # One experiment: lines are named by model alone.
     assert {x.model for x in paper_table(rows[:2], paper="never").lines} == {"tiny"}
+
+
+def test_the_eighth_paper_benchmark_is_titled_ordered_and_tagged_like_the_other_seven():
+    """MultiArith, our choice for the paper's unnamed eighth benchmark (conf/benchmark/paper.yaml), sits with the
+    other seven: after GSM-Symbolic and before the synthetic splits, titled, and out-of-distribution."""
+    rows = [make_row("m", "comt_sft", 0, name, 0.5) for name in ("multiarith", "gsm_symbolic", "gsm8k")]
+    rows += synthetic_rows(seeds=(0,))
+    columns = benchmark_columns(rows)
+    assert [c.label for c in columns][:3] == ["gsm8k", "gsm_symbolic", "multiarith"]
+    assert columns[2].title == "MultiArith"
+    assert row_tag({"benchmark": "multiarith", "split": "test"}) == "ood"
