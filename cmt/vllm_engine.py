@@ -32,22 +32,26 @@ def require_vllm(key: str) -> None:
         raise ConfigError(f"{key}=vllm: {INSTALL_HINT}")
 
 
-def validate_vllm_config(node: Mapping) -> None:
+def validate_vllm_config(node: Mapping, prefix: str = "vllm") -> None:
     """Check the ``vllm`` node before any model loads.
 
+    Args:
+        node: The engine settings.
+        prefix: Where the node sits, for the message (``vllm``; the perf harness's ``eval.vllm``).
+
     Raises:
-        ConfigError: One line naming the offending ``vllm.*`` key.
+        ConfigError: One line naming the offending ``<prefix>.*`` key.
     """
     for key in ("max_model_len", "kv_cache_memory_bytes"):
         if node.get(key) is not None:
-            checks.positive_int(node, key, prefix="vllm")
-    checks.positive_int(node, "tensor_parallel_size", prefix="vllm")
-    checks.number(node, "gpu_memory_utilization", 0.0, 1.0, low_open=True, prefix="vllm")
-    checks.boolean(node, "enforce_eager", prefix="vllm")
+            checks.positive_int(node, key, prefix=prefix)
+    checks.positive_int(node, "tensor_parallel_size", prefix=prefix)
+    checks.number(node, "gpu_memory_utilization", 0.0, 1.0, low_open=True, prefix=prefix)
+    checks.boolean(node, "enforce_eager", prefix=prefix)
     if "lora" in node:
         from cmt.lora_merge import LORA_MODES
 
-        checks.choice(node, "lora", LORA_MODES, prefix="vllm")
+        checks.choice(node, "lora", LORA_MODES, prefix=prefix)
 
 
 def on_cpu() -> bool:
