@@ -67,9 +67,17 @@ def ours(settings: dict[str, Any], workdir: str) -> dict[str, Any]:
     engine = vllm_backend.load(folder, None, engine_options(settings))
     engine_start_s = time.perf_counter() - started
     generate = vllm_backend.generator(engine, tokenizer, int(s["max_new_tokens"]), 0.0, int(settings["seed"]))
+    generate_s = []
+
+    def timed_generate(prompts, samples):
+        began = time.perf_counter()
+        completions = generate(prompts, samples)
+        generate_s.append(time.perf_counter() - began)
+        return completions
+
     sync(settings["device"])
     started = time.perf_counter()
-    values, scored = evaluate_generated(generate, tokenizer, problems, prompts, TraceProtocol.load(folder))
+    values, scored = evaluate_generated(timed_generate, tokenizer, problems, prompts, TraceProtocol.load(folder))
     sync(settings["device"])
     seconds = time.perf_counter() - started
     engine_rss = descendants_peak_rss_mb()
@@ -77,7 +85,7 @@ def ours(settings: dict[str, Any], workdir: str) -> dict[str, Any]:
     save_outputs(Path(workdir) / OUR_OUTPUTS["vllm"], scored)
     return {"problems_per_s": len(problems) / seconds, "seconds": seconds, "n": len(problems),
             "accuracy": values["accuracy"], "mean_output_tokens": values["mean_output_tokens"],
-            "engine_start_s": engine_start_s, "engine_peak_rss_mb": engine_rss}
+            "generate_s": sum(generate_s), "engine_start_s": engine_start_s, "engine_peak_rss_mb": engine_rss}
 
 
 def lm_eval(settings: dict[str, Any], workdir: str) -> dict[str, Any]:

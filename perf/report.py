@@ -144,6 +144,11 @@ def _eval_vllm_rows(results: dict[str, Any]) -> list[Row]:
         built_in = _get(results, "eval", "ours", "problems_per_s")
         rows.append(_row(section, "  vs our built-in loop", ours, built_in, "ours, eval.backend=hf",
                          _ratio(ours, built_in), "vllm/hf"))
+    ours, peer = _get(results, "eval-vllm", "ours", "seconds"), _get(results, "eval-vllm", "peer", "seconds")
+    rows.append(_row(section, "seconds (generation + scoring)", ours, peer, peer_name, _ratio(peer, ours),
+                     "lm-eval/ours"))
+    rows.append(_row(section, "  our generation alone s", _get(results, "eval-vllm", "ours", "generate_s"), None,
+                     None, None, ""))
     ours, peer = _get(results, "eval-vllm", "ours", "engine_start_s"), _get(results, "eval-vllm", "peer",
                                                                             "engine_start_s")
     rows.append(_row(section, "  engine start-up s (not timed above)", ours, peer, peer_name, None, ""))

@@ -198,9 +198,10 @@ def test_both_vllm_eval_sides_get_one_set_of_engine_settings_and_a_bad_one_fails
 def test_vllm_eval_rows_compare_with_lm_eval_vllm_and_hf_and_sum_the_engine_memory():
     results = {
         "eval": {"ours": {"problems_per_s": 20.0}, "peer": {"problems_per_s": 10.0, "prompt_match": 1.0}},
-        "eval-vllm": {"ours": {"problems_per_s": 30.0, "engine_start_s": 20.0, "peak_rss_mb": 400.0,
+        "eval-vllm": {"ours": {"problems_per_s": 30.0, "seconds": 2.0, "generate_s": 1.5, "engine_start_s": 20.0,
+                               "peak_rss_mb": 400.0,
                                "engine_peak_rss_mb": 900.0, "accuracy": 0.25},
-                      "peer": {"problems_per_s": 40.0, "engine_start_s": 25.0, "peak_rss_mb": 500.0,
+                      "peer": {"problems_per_s": 40.0, "seconds": 1.5, "engine_start_s": 25.0, "peak_rss_mb": 500.0,
                                "engine_peak_rss_mb": 800.0, "accuracy": 0.25, "prompt_match": 1.0,
                                "generation_match": 0.75, "answer_agreement_flexible": 0.5,
                                "answer_agreement_strict": 1.0, "peer_answered": 0.5}},
@@ -211,6 +212,8 @@ def test_vllm_eval_rows_compare_with_lm_eval_vllm_and_hf_and_sum_the_engine_memo
     versus_hf = rows[("4 Eval vLLM", "problems/s vs lm-eval hf")]
     assert versus_hf.ratio == pytest.approx(3.0) and versus_hf.met is True and versus_hf.peer == 10.0
     assert rows[("4 Eval vLLM", "  vs our built-in loop")].ratio == pytest.approx(1.5)
+    assert rows[("4 Eval vLLM", "seconds (generation + scoring)")].ratio == pytest.approx(0.75)
+    assert rows[("4 Eval vLLM", "  our generation alone s")].ours == 1.5
     memory = rows[("4 Eval vLLM", "peak RSS MiB (worker + engine)")]
     assert (memory.ours, memory.peer) == (1300.0, 1300.0) and memory.ratio == pytest.approx(1.0)
     assert rows[("4 Eval vLLM", "same generation (cut at lm-eval stops)")].peer == 0.75
