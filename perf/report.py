@@ -100,7 +100,7 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
         rows.append(_row("4 Eval", "peak RSS MiB", ours, peer, "lm-eval hf gsm8k", _ratio(ours, peer),
                          "ours/lm-eval", "<= 1.0", at_most=1.0))
         rows += _accuracy_and_agreement(results, "eval", "4 Eval", "lm-eval hf gsm8k")
-    if "eval-vllm" in results:
+    if "eval_vllm" in results:
         rows += _eval_vllm_rows(results)
     if "comt" in results:
         comt = _get(results, "comt", "comt", "tokens_per_example")
@@ -133,8 +133,8 @@ def _accuracy_and_agreement(results: dict[str, Any], bench: str, section: str, p
 def _eval_vllm_rows(results: dict[str, Any]) -> list[Row]:
     """Eval with vLLM: ours vs lm-eval's vllm backend (>= 1.0x), vs its hf backend (>= 2x, when ``eval`` ran)."""
     section, peer_name = "4 Eval vLLM", "lm-eval vllm gsm8k"
-    ours = _get(results, "eval-vllm", "ours", "problems_per_s")
-    peer = _get(results, "eval-vllm", "peer", "problems_per_s")
+    ours = _get(results, "eval_vllm", "ours", "problems_per_s")
+    peer = _get(results, "eval_vllm", "peer", "problems_per_s")
     rows = [_row(section, "problems/s", ours, peer, peer_name, _ratio(ours, peer), "ours/lm-eval", ">= 1.0",
                  at_least=1.0)]
     if "eval" in results:
@@ -144,18 +144,18 @@ def _eval_vllm_rows(results: dict[str, Any]) -> list[Row]:
         built_in = _get(results, "eval", "ours", "problems_per_s")
         rows.append(_row(section, "  vs our built-in loop", ours, built_in, "ours, eval.backend=hf",
                          _ratio(ours, built_in), "vllm/hf"))
-    ours, peer = _get(results, "eval-vllm", "ours", "seconds"), _get(results, "eval-vllm", "peer", "seconds")
+    ours, peer = _get(results, "eval_vllm", "ours", "seconds"), _get(results, "eval_vllm", "peer", "seconds")
     rows.append(_row(section, "seconds (generation + scoring)", ours, peer, peer_name, _ratio(peer, ours),
                      "lm-eval/ours"))
-    rows.append(_row(section, "  our generation alone s", _get(results, "eval-vllm", "ours", "generate_s"), None,
+    rows.append(_row(section, "  our generation alone s", _get(results, "eval_vllm", "ours", "generate_s"), None,
                      None, None, ""))
-    ours, peer = _get(results, "eval-vllm", "ours", "engine_start_s"), _get(results, "eval-vllm", "peer",
+    ours, peer = _get(results, "eval_vllm", "ours", "engine_start_s"), _get(results, "eval_vllm", "peer",
                                                                             "engine_start_s")
     rows.append(_row(section, "  engine start-up s (not timed above)", ours, peer, peer_name, None, ""))
-    ours, peer = (_peak_with_engine(results, "eval-vllm", side) for side in ("ours", "peer"))
+    ours, peer = (_peak_with_engine(results, "eval_vllm", side) for side in ("ours", "peer"))
     rows.append(_row(section, "peak RSS MiB (worker + engine)", ours, peer, peer_name, _ratio(ours, peer),
                      "ours/lm-eval"))
-    return rows + _accuracy_and_agreement(results, "eval-vllm", section, peer_name)
+    return rows + _accuracy_and_agreement(results, "eval_vllm", section, peer_name)
 
 
 def _peak_with_engine(results: dict[str, Any], bench: str, side: str) -> float | None:

@@ -21,12 +21,12 @@ BENCHES = {
     "rl": ("ours", "peer", "trl", "TRL GRPOTrainer"),
     "limit": ("ours", None, None, None),
     "eval": ("ours", "peer", "lm_eval", "lm-evaluation-harness"),
-    "eval-vllm": ("ours", "peer", "lm_eval", "lm-evaluation-harness"),
+    "eval_vllm": ("ours", "peer", "lm_eval", "lm-evaluation-harness"),
     "comt": ("comt", "cot", None, None),
 }
 INSTALL_HINT = 'pip install -e ".[perf]"'
 # Comparison -> (a module both its sides need, the one line saying how to install it): skipped without it.
-NEEDS = {"eval-vllm": ("vllm", VLLM_INSTALL_HINT)}
+NEEDS = {"eval_vllm": ("vllm", VLLM_INSTALL_HINT)}
 
 
 class PeerMissingError(RuntimeError):

@@ -43,7 +43,7 @@ def _task(bench: str, side: str) -> Callable[[dict[str, Any], str], dict[str, An
         from perf import evaluation
 
         return {"ours": evaluation.ours, "peer": evaluation.lm_eval}[side]
-    if bench == "eval-vllm":
+    if bench == "eval_vllm":
         from perf import evaluation_vllm
 
         return {"ours": evaluation_vllm.ours, "peer": evaluation_vllm.lm_eval}[side]

@@ -198,7 +198,7 @@ def test_both_vllm_eval_sides_get_one_set_of_engine_settings_and_a_bad_one_fails
 def test_vllm_eval_rows_compare_with_lm_eval_vllm_and_hf_and_sum_the_engine_memory():
     results = {
         "eval": {"ours": {"problems_per_s": 20.0}, "peer": {"problems_per_s": 10.0, "prompt_match": 1.0}},
-        "eval-vllm": {"ours": {"problems_per_s": 30.0, "seconds": 2.0, "generate_s": 1.5, "engine_start_s": 20.0,
+        "eval_vllm": {"ours": {"problems_per_s": 30.0, "seconds": 2.0, "generate_s": 1.5, "engine_start_s": 20.0,
                                "peak_rss_mb": 400.0,
                                "engine_peak_rss_mb": 900.0, "accuracy": 0.25},
                       "peer": {"problems_per_s": 40.0, "seconds": 1.5, "engine_start_s": 25.0, "peak_rss_mb": 500.0,
@@ -219,12 +219,12 @@ def test_vllm_eval_rows_compare_with_lm_eval_vllm_and_hf_and_sum_the_engine_memo
     assert rows[("4 Eval vLLM", "same generation (cut at lm-eval stops)")].peer == 0.75
     assert rows[("4 Eval vLLM", "same prompt text")].ratio == 1.0
     assert rows[("4 Eval", "same prompt text")].peer == 1.0
-    alone = {(r.section, r.metric) for r in report.build_rows({"eval-vllm": results["eval-vllm"]})}
+    alone = {(r.section, r.metric) for r in report.build_rows({"eval_vllm": results["eval_vllm"]})}
     assert ("4 Eval vLLM", "problems/s") in alone and ("4 Eval vLLM", "problems/s vs lm-eval hf") not in alone
 
 
 def test_a_comparison_needing_a_missing_engine_is_skipped_in_one_line(monkeypatch, tmp_path):
-    monkeypatch.setitem(runner.NEEDS, "eval-vllm", ("no_such_engine_module_xyz", "no engine: pip install it"))
+    monkeypatch.setitem(runner.NEEDS, "eval_vllm", ("no_such_engine_module_xyz", "no engine: pip install it"))
     ran = []
 
     def fake_worker(bench, side, settings, workdir, timeout=None):
@@ -233,9 +233,9 @@ def test_a_comparison_needing_a_missing_engine_is_skipped_in_one_line(monkeypatc
 
     monkeypatch.setattr(runner, "run_worker", fake_worker)
     said = []
-    results = runner.run(["eval-vllm"], load_settings(), workdir=tmp_path, say=said.append)
-    assert ran == [("prepare", "model")] and "eval-vllm" not in results
-    assert said[-1] == "perf: eval-vllm skipped: no engine: pip install it"
+    results = runner.run(["eval_vllm"], load_settings(), workdir=tmp_path, say=said.append)
+    assert ran == [("prepare", "model")] and "eval_vllm" not in results
+    assert said[-1] == "perf: eval_vllm skipped: no engine: pip install it"
 
 
 def test_descendant_memory_counts_a_child_process_and_is_zero_without_one():

@@ -1,5 +1,5 @@
-"""The perf harness's eval-vllm comparison (perf/evaluation_vllm.py), each side in its own worker process as
-``python -m perf eval eval-vllm`` runs it, on the bundled tiny model and the three GSM8K fixture problems."""
+"""The perf harness's eval_vllm comparison (perf/evaluation_vllm.py), each side in its own worker process as
+``python -m perf eval eval_vllm`` runs it, on the bundled tiny model and the three GSM8K fixture problems."""
 
 import importlib.util
 import json
@@ -38,7 +38,7 @@ def outputs(path):
 def test_our_vllm_side_times_the_eval_and_answers_as_the_built_in_side(harness):
     settings, work = harness
     built_in = run_worker("eval", "ours", settings, work)
-    with_vllm = run_worker("eval-vllm", "ours", settings, work)
+    with_vllm = run_worker("eval_vllm", "ours", settings, work)
     assert "error" not in built_in and "error" not in with_vllm, (built_in, with_vllm)
     assert with_vllm["n"] == 3 and with_vllm["problems_per_s"] > 0 and with_vllm["engine_start_s"] > 0
     assert with_vllm["engine_peak_rss_mb"] > 0  # the engine's own processes are counted
@@ -52,8 +52,8 @@ def test_our_vllm_side_times_the_eval_and_answers_as_the_built_in_side(harness):
 def test_lm_evals_vllm_side_reads_the_same_prompts_and_generates_what_ours_does(harness):
     settings, work = harness
     if not (work / "eval_ours_vllm.jsonl").is_file():
-        assert "error" not in run_worker("eval-vllm", "ours", settings, work)
-    peer = run_worker("eval-vllm", "peer", settings, work)
+        assert "error" not in run_worker("eval_vllm", "ours", settings, work)
+    peer = run_worker("eval_vllm", "peer", settings, work)
     assert "error" not in peer, peer
     assert peer["n"] == 3 and peer["prompt_match"] == 1.0 and peer["generation_match"] == 1.0
     assert peer["answer_agreement_strict"] == 1.0
