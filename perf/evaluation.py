@@ -127,7 +127,7 @@ def run_lm_eval(lm, settings: dict[str, Any], tokenizer, ours_file: Path) -> dic
     extracted = {f: [by_filter[f][d]["filtered_resps"][0] if d in by_filter[f] else agreement.INVALID
                      for d in doc_ids] for f in by_filter}
     scores = results["results"]["gsm8k_local"]
-    ours_prompts = [data.render(p.question, tokenizer) for p in problems]
+    ours_prompts = [data.render(problems[d].question, tokenizer) for d in doc_ids]  # doc_id: the problem's index
     output = {"problems_per_s": len(raw) / seconds, "seconds": seconds, "n": len(raw),
               "accuracy": scores.get("exact_match,flexible-extract"),
               "accuracy_strict": scores.get("exact_match,strict-match"),

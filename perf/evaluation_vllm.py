@@ -12,8 +12,9 @@ copy, the prompt text (zero-shot; the chat template applied on both sides where 
 (:func:`engine_options`: dtype, seed, ``max_model_len``, ``kv_cache_memory_bytes``, ``enforce_eager``,
 ``max_num_seqs`` = ``eval.batch_size``, tensor parallelism). Both hand the engine all prompts at once (lm-eval
 with ``batch_size="auto"``, its setting for vLLM) and let it batch them, and both start their engine under
-`cmt.vllm_engine.engine_threads` (without ``OMP_NUM_THREADS``: a CPU engine left with the harness's thread
-count decoded about 10x slower). Timed on each side: generation + scoring, engine start-up excluded (it is
+`cmt.vllm_engine.engine_environment` (on a CPU without ``OMP_NUM_THREADS``: a CPU engine left with the
+harness's thread count decoded about 10x slower; and with TorchDynamo off, which only ours, asking for
+log-probs, would otherwise use). Timed on each side: generation + scoring, engine start-up excluded (it is
 reported apart, ``engine_start_s``).
 
 Not held equal: the stop rules (ours stops at EOS and the pad token; lm-eval's task adds the strings
@@ -100,7 +101,7 @@ def lm_eval(settings: dict[str, Any], workdir: str) -> dict[str, Any]:
     tokenizer = load_tokenizer(folder)
     data.gsm8k_problems(s["data"], int(s["n"]))  # the same existence check and message as ours
     started = time.perf_counter()
-    with vllm_engine.engine_threads():
+    with vllm_engine.engine_environment():
         lm = VLLM(pretrained=folder, batch_size="auto", max_gen_toks=int(s["max_new_tokens"]),
                   **engine_options(settings))
     engine_start_s = time.perf_counter() - started
