@@ -20,9 +20,11 @@ reported apart, ``engine_start_s``).
 Not held equal: the stop rules (ours stops at EOS and the pad token; lm-eval's task adds the strings
 ``Question:``, ``</s>`` and ``<|im_end|>``, so it may stop earlier: ``generation_match`` compares our output
 cut at those strings), tokenization (ours adds the tokenizer's special tokens, lm-eval only where the text
-lacks a BOS; the same ids for the models here, none of which adds any), lm-eval's sorting of prompts by
-length before submitting them, and what each side computes besides the answer (ours: answer confidence
-and the judged intermediate steps; lm-eval: its two regex filters and exact match).
+lacks a BOS; the same ids for the models here, none of which adds any), decoding (ours decodes the ids with
+its tokenizer, the engine's detokenizer off; lm-eval takes the engine's text), lm-eval's sorting of prompts
+by length before submitting them, and what each side computes besides the answer (ours: the sampled tokens'
+log-probs, answer confidence and the judged intermediate steps; lm-eval: its two regex filters and exact
+match).
 """
 
 from __future__ import annotations
