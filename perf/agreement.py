@@ -49,6 +49,17 @@ def cut_at_stops(text: str, stops: Sequence[str] = PEER_STOPS) -> str:
     return text[:cut]
 
 
+def same_text_rate(ours: Sequence[str], peer: Sequence[str]) -> float:
+    """The fraction of positions where the two texts are equal character for character (prompts).
+
+    Raises:
+        ValueError: The sequences have different lengths or are empty.
+    """
+    if not ours or len(ours) != len(peer):
+        raise ValueError(f"need as many non-zero texts on each side, got {len(ours)} and {len(peer)}")
+    return sum(a == b for a, b in zip(ours, peer, strict=True)) / len(ours)
+
+
 def compare(our_texts: Sequence[str], peer_raw: Sequence[str], peer_flexible: Sequence[str | None],
             peer_strict: Sequence[str | None]) -> dict[str, float]:
     """Agreement rates over problems (all in [0, 1]).

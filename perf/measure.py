@@ -7,9 +7,11 @@ hook on the same model object, so the count does not depend on how a framework r
 
 from __future__ import annotations
 
+import os
 import resource
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 def sync(device: str) -> None:
@@ -20,10 +22,10 @@ def sync(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
-def _status_mb(field: str) -> float | None:
-    """A ``kB`` field of /proc/self/status in MiB (None where /proc is missing)."""
+def _status_mb(field: str, pid: int | str = "self") -> float | None:
+    """A ``kB`` field of /proc/PID/status in MiB (None where /proc is missing or the process is gone)."""
     try:
-        with open("/proc/self/status") as status:
+        with open(f"/proc/{pid}/status") as status:
             for line in status:
                 if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
@@ -36,6 +38,27 @@ def peak_rss_mb() -> float:
     """This process's peak resident set size in MiB (VmHWM; ru_maxrss where /proc is missing)."""
     peak = _status_mb("VmHWM")
     return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def descendants(pid: int | None = None) -> list[int]:
+    """The live descendants of process ``pid`` (default: this one), from /proc (empty where it is missing)."""
+    found, todo = [], [pid or os.getpid()]
+    while todo:
+        for task in Path(f"/proc/{todo.pop()}/task").glob("*"):
+            try:
+                children = [int(x) for x in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found += children
+            todo += children
+    return found
+
+
+def descendants_peak_rss_mb() -> float:
+    """The sum of the peak RSS (VmHWM) of this process's live descendants, in MiB: the processes a vLLM
+    engine starts (its engine core holds the weights and the KV cache). Peaks taken apart, so their sum
+    bounds the joint peak from above; 0 when there are none."""
+    return sum(_status_mb("VmHWM", pid) or 0.0 for pid in descendants())
 
 
 def current_rss_mb() -> float | None:

@@ -99,14 +99,9 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
         ours, peer = _get(results, "eval", "ours", "peak_rss_mb"), _get(results, "eval", "peer", "peak_rss_mb")
         rows.append(_row("4 Eval", "peak RSS MiB", ours, peer, "lm-eval hf gsm8k", _ratio(ours, peer),
                          "ours/lm-eval", "<= 1.0", at_most=1.0))
-        ours, peer = _get(results, "eval", "ours", "accuracy"), _get(results, "eval", "peer", "accuracy")
-        rows.append(_row("4 Eval", "accuracy (flexible)", ours, peer, "lm-eval hf gsm8k", None, ""))
-        for key, label in (("generation_match", "same generation (cut at lm-eval stops)"),
-                           ("answer_agreement_flexible", "same answer, flexible, on lm-eval's text"),
-                           ("answer_agreement_strict", "same answer, strict, on lm-eval's text"),
-                           ("peer_answered", "  lm-eval found an answer (flexible)")):
-            value = _get(results, "eval", "peer", key)
-            rows.append(_row("4 Eval", label, None, value, "lm-eval hf gsm8k", value, "fraction of problems"))
+        rows += _accuracy_and_agreement(results, "eval", "4 Eval", "lm-eval hf gsm8k")
+    if "eval_vllm" in results:
+        rows += _eval_vllm_rows(results)
     if "comt" in results:
         comt = _get(results, "comt", "comt", "tokens_per_example")
         cot = _get(results, "comt", "cot", "tokens_per_example")
@@ -119,6 +114,54 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
         rows.append(_row("5 CoMT vs CoT", "SFT seconds per epoch", comt, cot, "CoT", _ratio(comt, cot),
                          "CoMT/CoT (paper: 65-70% less)"))
     return rows
+
+
+def _accuracy_and_agreement(results: dict[str, Any], bench: str, section: str, peer_name: str) -> list[Row]:
+    """An eval comparison's accuracy and the fractions of problems where the two sides agree."""
+    ours, peer = _get(results, bench, "ours", "accuracy"), _get(results, bench, "peer", "accuracy")
+    rows = [_row(section, "accuracy (flexible)", ours, peer, peer_name, None, "")]
+    for key, label in (("prompt_match", "same prompt text"),
+                       ("generation_match", "same generation (cut at lm-eval stops)"),
+                       ("answer_agreement_flexible", "same answer, flexible, on lm-eval's text"),
+                       ("answer_agreement_strict", "same answer, strict, on lm-eval's text"),
+                       ("peer_answered", "  lm-eval found an answer (flexible)")):
+        value = _get(results, bench, "peer", key)
+        rows.append(_row(section, label, None, value, peer_name, value, "fraction of problems"))
+    return rows
+
+
+def _eval_vllm_rows(results: dict[str, Any]) -> list[Row]:
+    """Eval with vLLM: ours vs lm-eval's vllm backend (>= 1.0x), vs its hf backend (>= 2x, when ``eval`` ran)."""
+    section, peer_name = "4 Eval vLLM", "lm-eval vllm gsm8k"
+    ours = _get(results, "eval_vllm", "ours", "problems_per_s")
+    peer = _get(results, "eval_vllm", "peer", "problems_per_s")
+    rows = [_row(section, "problems/s", ours, peer, peer_name, _ratio(ours, peer), "ours/lm-eval", ">= 1.0",
+                 at_least=1.0)]
+    if "eval" in results:
+        hf = _get(results, "eval", "peer", "problems_per_s")
+        rows.append(_row(section, "problems/s vs lm-eval hf", ours, hf, "lm-eval hf gsm8k", _ratio(ours, hf),
+                         "ours/lm-eval", ">= 2.0", at_least=2.0))
+        built_in = _get(results, "eval", "ours", "problems_per_s")
+        rows.append(_row(section, "  vs our built-in loop", ours, built_in, "ours, eval.backend=hf",
+                         _ratio(ours, built_in), "vllm/hf"))
+    ours, peer = _get(results, "eval_vllm", "ours", "seconds"), _get(results, "eval_vllm", "peer", "seconds")
+    rows.append(_row(section, "seconds (generation + scoring)", ours, peer, peer_name, _ratio(peer, ours),
+                     "lm-eval/ours"))
+    rows.append(_row(section, "  our generation alone s", _get(results, "eval_vllm", "ours", "generate_s"), None,
+                     None, None, ""))
+    ours, peer = _get(results, "eval_vllm", "ours", "engine_start_s"), _get(results, "eval_vllm", "peer",
+                                                                            "engine_start_s")
+    rows.append(_row(section, "  engine start-up s (not timed above)", ours, peer, peer_name, None, ""))
+    ours, peer = (_peak_with_engine(results, "eval_vllm", side) for side in ("ours", "peer"))
+    rows.append(_row(section, "peak RSS MiB (worker + engine)", ours, peer, peer_name, _ratio(ours, peer),
+                     "ours/lm-eval"))
+    return rows + _accuracy_and_agreement(results, "eval_vllm", section, peer_name)
+
+
+def _peak_with_engine(results: dict[str, Any], bench: str, side: str) -> float | None:
+    """The worker's peak RSS plus its engine processes' (measured apart, before the engine stops)."""
+    worker, engine = _get(results, bench, side, "peak_rss_mb"), _get(results, bench, side, "engine_peak_rss_mb")
+    return worker + engine if worker is not None and engine is not None else None
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:

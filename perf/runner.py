@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cmt.vllm_engine import INSTALL_HINT as VLLM_INSTALL_HINT
 from perf.settings import ROOT
 
 # Comparison -> (our side, the peer's side or None, the peer's import name and what to call it).
@@ -20,9 +21,12 @@ BENCHES = {
     "rl": ("ours", "peer", "trl", "TRL GRPOTrainer"),
     "limit": ("ours", None, None, None),
     "eval": ("ours", "peer", "lm_eval", "lm-evaluation-harness"),
+    "eval_vllm": ("ours", "peer", "lm_eval", "lm-evaluation-harness"),
     "comt": ("comt", "cot", None, None),
 }
 INSTALL_HINT = 'pip install -e ".[perf]"'
+# Comparison -> (a module both its sides need, the one line saying how to install it): skipped without it.
+NEEDS = {"eval_vllm": ("vllm", VLLM_INSTALL_HINT)}
 
 
 class PeerMissingError(RuntimeError):
@@ -95,6 +99,10 @@ def run(benches: list[str], settings: dict[str, Any], workdir: str | Path | None
         raise RuntimeError(f"perf: could not build model {settings['model']!r}: {prepared['error']}")
     results: dict[str, dict[str, Any]] = {"_model": {"model": prepared}}
     for bench in benches:
+        needed, hint = NEEDS.get(bench, (None, None))
+        if needed is not None and importlib.util.find_spec(needed) is None:
+            say(f"perf: {bench} skipped: {hint}")
+            continue
         ours, peer, module, label = BENCHES[bench]
         sides = {ours: None, **({peer: None} if peer else {})}
         if module is not None:

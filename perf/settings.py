@@ -47,7 +47,13 @@ def apply_override(settings: dict[str, Any], assignment: str) -> None:
 def load_settings(path: str | Path | None = None, overrides: list[str] | None = None,
                   model: str | None = None, device: str | None = None, dtype: str | None = None,
                   peak_flops: float | None = None) -> dict[str, Any]:
-    """The resolved settings: the file, then the ``cuda`` block on a GPU, then the options and overrides."""
+    """The resolved settings: the file, then the ``cuda`` block on a GPU, then the options and overrides.
+
+    Raises:
+        ValueError: An unknown key, or a bad ``eval.vllm`` engine setting (one line naming it).
+    """
+    from cmt.vllm_engine import validate_vllm_config
+
     raw = yaml.safe_load(Path(path or DEFAULT_CONFIG).read_text())
     settings = copy.deepcopy(raw)
     cuda_block = settings.pop("cuda", {}) or {}
@@ -59,6 +65,7 @@ def load_settings(path: str | Path | None = None, overrides: list[str] | None = 
             settings[section].update(values)
     for assignment in overrides or []:
         apply_override(settings, assignment)
+    validate_vllm_config(settings["eval"]["vllm"], prefix="eval.vllm")
     data = Path(settings["eval"]["data"])
     settings["eval"]["data"] = str(data if data.is_absolute() else (ROOT / data).resolve())
     return settings

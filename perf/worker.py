@@ -43,6 +43,10 @@ def _task(bench: str, side: str) -> Callable[[dict[str, Any], str], dict[str, An
         from perf import evaluation
 
         return {"ours": evaluation.ours, "peer": evaluation.lm_eval}[side]
+    if bench == "eval_vllm":
+        from perf import evaluation_vllm
+
+        return {"ours": evaluation_vllm.ours, "peer": evaluation_vllm.lm_eval}[side]
     raise ValueError(f"unknown benchmark {bench!r}")
 
 
@@ -53,6 +57,7 @@ def main(bench: str, side: str, settings_path: str, workdir: str, out: str) -> i
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("WANDB_MODE", "disabled")
+    os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
     started = time.perf_counter()
     try:
         import torch

@@ -55,6 +55,17 @@ def stop_ids(tokenizer) -> list[int]:
     return sorted({tokenizer.eos_token_id, tokenizer.pad_token_id} - {None})
 
 
+def sampling_params(tokenizer, max_new_tokens: int, samples: int = 1, temperature: float = 0.0, seed: int = 0):
+    """vLLM's ``SamplingParams`` of :func:`generate`: the sampled tokens' log-probs (answer confidence), stops at
+    :func:`stop_ids`, and no detokenization by the engine: completions are decoded here, from their ids, so
+    vLLM's per-step incremental detokenizer would be work thrown away (on 2 CPU cores it competes with
+    decoding: about 10% of SmolLM2's generation time, perf/README.md)."""
+    from vllm import SamplingParams
+
+    return SamplingParams(n=samples, temperature=temperature, max_tokens=max_new_tokens, logprobs=0,
+                          seed=vllm_engine.request_seed(seed), stop_token_ids=stop_ids(tokenizer), detokenize=False)
+
+
 def generate(engine: Engine, tokenizer, prompts: Sequence[str], max_new_tokens: int, samples: int = 1,
              temperature: float = 0.0, seed: int = 0) -> list[Completion]:
     """``samples`` completions per prompt, one prompt's after another, as
@@ -63,10 +74,9 @@ def generate(engine: Engine, tokenizer, prompts: Sequence[str], max_new_tokens: 
     Prompts are tokenized here, as the built-in loop tokenizes them (``add_special_tokens=True``), and handed
     to vLLM as token ids, so both backends see the same tokens.
     """
-    from vllm import SamplingParams, TokensPrompt
+    from vllm import TokensPrompt
 
-    params = SamplingParams(n=samples, temperature=temperature, max_tokens=max_new_tokens,
-                            logprobs=0, seed=vllm_engine.request_seed(seed), stop_token_ids=stop_ids(tokenizer))
+    params = sampling_params(tokenizer, max_new_tokens, samples, temperature, seed)
     inputs = [TokensPrompt(prompt_token_ids=ids)
               for ids in tokenizer(list(prompts), add_special_tokens=True).input_ids]
     completions = []

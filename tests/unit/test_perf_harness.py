@@ -122,6 +122,9 @@ def test_answer_agreement_lines_up_lm_eval_and_our_extraction():
                               ["She has 18 eggs. #### 18\n", "no number"], ["18", "[invalid]"], ["18", "[invalid]"])
     assert rates == {"generation_match": 1.0, "answer_agreement_flexible": 1.0, "answer_agreement_strict": 1.0,
                      "peer_answered": 0.5}
+    assert agreement.same_text_rate(["a\nb", "c"], ["a\nb", "c "]) == 0.5
+    with pytest.raises(ValueError, match="as many"):
+        agreement.same_text_rate(["a"], ["a", "b"])
 
 
 def test_mfu_needs_a_peak_and_counts_backward_three_times():
@@ -171,3 +174,84 @@ def test_the_head_benchmark_runs_both_passes_with_and_without_chunks():
             result = head.measure_one(args, name, chunk)
             assert result["pass"] == name and result["chunk"] == chunk
             assert result["seconds"] > 0 and result["peak_over_model_mb"] >= 0
+
+
+def test_both_vllm_eval_sides_get_one_set_of_engine_settings_and_a_bad_one_fails_in_one_line():
+    from perf import evaluation_vllm
+
+    settings = load_settings(overrides=["eval.batch_size=8", "eval.vllm.kv_cache_memory_bytes=1048576",
+                                        "eval.vllm.max_model_len=256", "seed=3"])
+    options = evaluation_vllm.engine_options(settings)
+    assert options["max_num_seqs"] == 8 and options["kv_cache_memory_bytes"] == 1048576
+    assert options["max_model_len"] == 256 and options["dtype"] == "float32" and options["seed"] == 3
+    assert options["enforce_eager"] is True  # no CUDA graphs on this CPU
+    assert "max_model_len" not in evaluation_vllm.engine_options(load_settings())  # null: the model's own
+    with pytest.raises(ValueError, match=r"^eval\.vllm\.kv_cache_memory_bytes=0: ") as error:
+        load_settings(overrides=["eval.vllm.kv_cache_memory_bytes=0"])
+    assert "\n" not in str(error.value)
+    with pytest.raises(ValueError, match=r"eval\.vllm\.enforce_eager"):
+        load_settings(overrides=["eval.vllm.enforce_eager=sometimes"])
+    with pytest.raises(ValueError, match="unknown setting"):
+        load_settings(overrides=["eval.vllm.block_size=16"])
+
+
+def test_vllm_eval_rows_compare_with_lm_eval_vllm_and_hf_and_sum_the_engine_memory():
+    results = {
+        "eval": {"ours": {"problems_per_s": 20.0}, "peer": {"problems_per_s": 10.0, "prompt_match": 1.0}},
+        "eval_vllm": {"ours": {"problems_per_s": 30.0, "seconds": 2.0, "generate_s": 1.5, "engine_start_s": 20.0,
+                               "peak_rss_mb": 400.0,
+                               "engine_peak_rss_mb": 900.0, "accuracy": 0.25},
+                      "peer": {"problems_per_s": 40.0, "seconds": 1.5, "engine_start_s": 25.0, "peak_rss_mb": 500.0,
+                               "engine_peak_rss_mb": 800.0, "accuracy": 0.25, "prompt_match": 1.0,
+                               "generation_match": 0.75, "answer_agreement_flexible": 0.5,
+                               "answer_agreement_strict": 1.0, "peer_answered": 0.5}},
+    }
+    rows = {(r.section, r.metric): r for r in report.build_rows(results)}
+    versus_vllm = rows[("4 Eval vLLM", "problems/s")]
+    assert versus_vllm.ratio == pytest.approx(0.75) and versus_vllm.met is False and versus_vllm.goal == ">= 1.0"
+    versus_hf = rows[("4 Eval vLLM", "problems/s vs lm-eval hf")]
+    assert versus_hf.ratio == pytest.approx(3.0) and versus_hf.met is True and versus_hf.peer == 10.0
+    assert rows[("4 Eval vLLM", "  vs our built-in loop")].ratio == pytest.approx(1.5)
+    assert rows[("4 Eval vLLM", "seconds (generation + scoring)")].ratio == pytest.approx(0.75)
+    assert rows[("4 Eval vLLM", "  our generation alone s")].ours == 1.5
+    memory = rows[("4 Eval vLLM", "peak RSS MiB (worker + engine)")]
+    assert (memory.ours, memory.peer) == (1300.0, 1300.0) and memory.ratio == pytest.approx(1.0)
+    assert rows[("4 Eval vLLM", "same generation (cut at lm-eval stops)")].peer == 0.75
+    assert rows[("4 Eval vLLM", "same prompt text")].ratio == 1.0
+    assert rows[("4 Eval", "same prompt text")].peer == 1.0
+    alone = {(r.section, r.metric) for r in report.build_rows({"eval_vllm": results["eval_vllm"]})}
+    assert ("4 Eval vLLM", "problems/s") in alone and ("4 Eval vLLM", "problems/s vs lm-eval hf") not in alone
+
+
+def test_a_comparison_needing_a_missing_engine_is_skipped_in_one_line(monkeypatch, tmp_path):
+    monkeypatch.setitem(runner.NEEDS, "eval_vllm", ("no_such_engine_module_xyz", "no engine: pip install it"))
+    ran = []
+
+    def fake_worker(bench, side, settings, workdir, timeout=None):
+        ran.append((bench, side))
+        return {"params": 1} if bench == "prepare" else {"problems_per_s": 1.0}
+
+    monkeypatch.setattr(runner, "run_worker", fake_worker)
+    said = []
+    results = runner.run(["eval_vllm"], load_settings(), workdir=tmp_path, say=said.append)
+    assert ran == [("prepare", "model")] and "eval_vllm" not in results
+    assert said[-1] == "perf: eval_vllm skipped: no engine: pip install it"
+
+
+def test_descendant_memory_counts_a_child_process_and_is_zero_without_one():
+    import subprocess
+    import sys
+
+    assert measure.descendants_peak_rss_mb() == 0.0
+    child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(64 * 2**20); time.sleep(30)"])
+    try:
+        import time
+
+        deadline = time.monotonic() + 20
+        while measure.descendants_peak_rss_mb() < 64 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert child.pid in measure.descendants()
+        assert measure.descendants_peak_rss_mb() >= 64
+    finally:
+        child.kill()
+        child.wait()

@@ -101,3 +101,13 @@ def test_a_lora_checkpoint_evaluated_merged_by_vllm_answers_as_the_built_in_loop
             (Path(cfg.paths.output_dir) / "vllm-merged").iterdir())
     assert len(outputs["hf"]) >= 12
     assert outputs["vllm"] == outputs["hf"]
+
+
+def test_the_engine_returns_ids_and_log_probs_and_leaves_decoding_to_us(tiny):
+    """Completions are decoded from their ids by our tokenizer, so the engine's own detokenizer is off."""
+    from cmt.eval.vllm_backend import sampling_params, stop_ids
+
+    _, tokenizer = tiny
+    params = sampling_params(tokenizer, 24)
+    assert params.detokenize is False and params.logprobs == 0 and params.temperature == 0.0
+    assert params.max_tokens == 24 and sorted(params.stop_token_ids) == stop_ids(tokenizer)
