@@ -52,6 +52,49 @@ def gpu_peak_mb(device: str) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**20
 
 
+class TreeRss:
+    """The peak of the summed resident memory of this process and all its descendants, sampled every
+    ``interval`` seconds on a background thread (a vLLM engine's worker process holds the weights and KV
+    cache outside the worker's own VmHWM)."""
+
+    def __init__(self, interval: float = 0.25):
+        self.interval, self.peak_mb = interval, 0.0
+        self._stop = None
+
+    def sample(self) -> float:
+        """The summed RSS of the tree now, in MiB (processes that exit while read are skipped)."""
+        import psutil
+
+        me = psutil.Process()
+        total = 0
+        for process in [me, *me.children(recursive=True)]:
+            try:
+                total += process.memory_info().rss
+            except psutil.Error:
+                pass
+        return total / 2**20
+
+    def start(self) -> TreeRss:
+        import threading
+
+        self._stop = threading.Event()
+
+        def loop():
+            while not self._stop.is_set():
+                self.peak_mb = max(self.peak_mb, self.sample())
+                self._stop.wait(self.interval)
+
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> float:
+        """Stop sampling; the peak in MiB."""
+        self._stop.set()
+        self._thread.join()
+        return self.peak_mb
+
+
 @dataclass
 class TokenCounter:
     """Counts the non-padding input tokens of every forward pass of a model, with the time it started.

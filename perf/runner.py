@@ -18,11 +18,15 @@ from perf.settings import ROOT
 BENCHES = {
     "sft": ("ours", "peer", "trl", "TRL SFTTrainer"),
     "rl": ("ours", "peer", "trl", "TRL GRPOTrainer"),
+    "rl_vllm": ("ours", "peer", "trl", "TRL GRPOTrainer"),
     "limit": ("ours", None, None, None),
+    "limit_vllm": ("ours", None, None, None),
     "eval": ("ours", "peer", "lm_eval", "lm-evaluation-harness"),
     "comt": ("comt", "cot", None, None),
 }
 INSTALL_HINT = 'pip install -e ".[perf]"'
+# Comparisons that need more than the project's base install on every side: what to import, and what for.
+NEEDS = {"rl_vllm": ("vllm", "vLLM rollouts"), "limit_vllm": ("vllm", "vLLM rollouts")}
 
 
 class PeerMissingError(RuntimeError):
@@ -95,6 +99,11 @@ def run(benches: list[str], settings: dict[str, Any], workdir: str | Path | None
         raise RuntimeError(f"perf: could not build model {settings['model']!r}: {prepared['error']}")
     results: dict[str, dict[str, Any]] = {"_model": {"model": prepared}}
     for bench in benches:
+        if bench in NEEDS and importlib.util.find_spec(NEEDS[bench][0]) is None:
+            from cmt.vllm_engine import INSTALL_HINT as VLLM_HINT
+
+            say(f"perf: skipping {bench} ({NEEDS[bench][1]}): {VLLM_HINT}")
+            continue
         ours, peer, module, label = BENCHES[bench]
         sides = {ours: None, **({peer: None} if peer else {})}
         if module is not None:
