@@ -83,6 +83,7 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
         for key, label in (("generate_s", "  our sampling s"), ("score_s", "  our reward+ref+advantages s"),
                            ("update_s", "  our update s")):
             rows.append(_row("3 RL limit", label, _get(results, "rl", "ours", key), None, None, None, ""))
+    rows += vllm_rows(results)
     if "eval" in results:
         ours, peer = _get(results, "eval", "ours", "problems_per_s"), _get(results, "eval", "peer", "problems_per_s")
         rows.append(_row("4 Eval", "problems/s", ours, peer, "lm-eval hf gsm8k", _ratio(ours, peer), "ours/lm-eval",
@@ -118,6 +119,48 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
         comt, cot = _get(results, "comt", "comt", "fit_s"), _get(results, "comt", "cot", "fit_s")
         rows.append(_row("5 CoMT vs CoT", "SFT seconds per epoch", comt, cot, "CoT", _ratio(comt, cot),
                          "CoMT/CoT (paper: 65-70% less)"))
+    return rows
+
+
+# What a side sampled with, as the table names it.
+SAMPLERS = {"hf": "transformers generate", "vllm": "vLLM colocate"}
+
+
+def vllm_rows(results: dict[str, Any]) -> list[Row]:
+    """Rows of the RL step with vLLM rollouts (``rl_vllm``, ``limit_vllm``): against TRL (named with the
+    sampler its side used), against our built-in sampler's step (``rl``), and against the bare vLLM parts."""
+    rows: list[Row] = []
+    ours = _get(results, "rl_vllm", "ours", "step_s")
+    if "rl_vllm" in results:
+        sampler = results["rl_vllm"].get("peer", {}).get("sampler")
+        trl = f"TRL GRPOTrainer, {SAMPLERS.get(sampler, sampler or '?')}"
+        peer = _get(results, "rl_vllm", "peer", "step_s")
+        rows.append(_row("2 RL vLLM", "seconds per step", ours, peer, trl, _ratio(peer, ours),
+                         "TRL/ours (speed-up)", ">= 1.5", at_least=1.5))
+        built_in = _get(results, "rl", "ours", "step_s")
+        if built_in is not None:
+            rows.append(_row("2 RL vLLM", "  vs ours with the built-in sampler", ours, built_in,
+                             "ours, built-in sampler", _ratio(built_in, ours), "built-in/vLLM (speed-up)"))
+        # A side without an engine process (TRL with transformers generate) has only its own memory.
+        tree = {side: _get(results, "rl_vllm", side, "peak_tree_rss_mb") or _get(results, "rl_vllm", side,
+                                                                                  "peak_rss_mb")
+                for side in ("ours", "peer")}
+        rows.append(_row("2 RL vLLM", "peak RSS MiB, engine process included", tree["ours"], tree["peer"], trl,
+                         _ratio(tree["ours"], tree["peer"]), "ours/TRL"))
+        for key, label in (("engine_start_s", "  our engine start s (once, not in a step)"),
+                           ("is_mismatch_mean", "  our mean |log-prob| engine vs trainer")):
+            rows.append(_row("2 RL vLLM", label, _get(results, "rl_vllm", "ours", key), None, None, None, ""))
+    if "limit_vllm" in results:
+        limit = _get(results, "limit_vllm", "ours", "limit_s")
+        rows.append(_row("3 RL vLLM limit", "step s vs vLLM generate + fwd/bwd + sync s", ours, limit,
+                         "bare vLLM parts", _ratio(ours, limit), "ours/limit", "<= 1.15", at_most=1.15))
+        for key, label in (("generate_s", "  bare vLLM generate s"),
+                           ("forward_backward_s", "  bare forward+backward s"), ("sync_s", "  bare weight sync s")):
+            rows.append(_row("3 RL vLLM limit", label, None, _get(results, "limit_vllm", "ours", key),
+                             "bare vLLM parts", None, ""))
+        for key, label in (("generate_s", "  our sampling s (sync included)"), ("sync_s", "  our weight sync s"),
+                           ("score_s", "  our reward+IS+ref+advantages s"), ("update_s", "  our update s")):
+            rows.append(_row("3 RL vLLM limit", label, _get(results, "rl_vllm", "ours", key), None, None, None, ""))
     return rows
 
 

