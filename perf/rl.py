@@ -7,6 +7,9 @@ advantages, k3 KL to a frozen reference in the loss at the same beta), optimizer
 ``steps_per_generation`` = rollouts / micro, so one generation round is one of our steps). The reward is
 the outcome-only preset's: 1 for a correct final answer + 0.1 for a well-formed ending, computed by the
 same `cmt` functions on both sides. Seconds per step are timed between step ends after ``skip_steps``.
+
+With ``rl.rollout=vllm`` (bench rl_vllm) our side samples from a colocated vLLM engine kept in step with the
+policy by a full-weight sync, and TRL's side samples as ``vllm.trl_sampler`` says (:func:`trl`).
 """
 
 from __future__ import annotations
