@@ -133,7 +133,7 @@ def vllm_rows(results: dict[str, Any]) -> list[Row]:
     ours = _get(results, "rl_vllm", "ours", "step_s")
     if "rl_vllm" in results:
         sampler = results["rl_vllm"].get("peer", {}).get("sampler")
-        trl = f"TRL GRPOTrainer, {SAMPLERS.get(sampler, sampler or '?')}"
+        trl = f"TRL GRPOTrainer, {SAMPLERS.get(sampler, sampler)}" if sampler else "TRL GRPOTrainer"
         peer = _get(results, "rl_vllm", "peer", "step_s")
         rows.append(_row("2 RL vLLM", "seconds per step", ours, peer, trl, _ratio(peer, ours),
                          "TRL/ours (speed-up)", ">= 1.5", at_least=1.5))

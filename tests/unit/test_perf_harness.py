@@ -207,6 +207,9 @@ def test_vllm_rows_name_the_peers_sampler_and_compare_with_the_built_in_sampler_
     results["rl_vllm"]["peer"] = {"step_s": 2.0, "sampler": "vllm"}
     step = next(r for r in report.build_rows(results) if r.section == "2 RL vLLM" and r.metric == "seconds per step")
     assert step.peer_name == "TRL GRPOTrainer, vLLM colocate" and step.met is False
+    del results["rl_vllm"]["peer"]  # TRL not installed: our side alone, no sampler to name
+    step = next(r for r in report.build_rows(results) if r.section == "2 RL vLLM" and r.metric == "seconds per step")
+    assert (step.peer, step.peer_name, step.met) == (None, "TRL GRPOTrainer", None)
 
 
 @pytest.mark.parametrize(("sampler", "measured_again"), [("hf", False), ("vllm", True)])
