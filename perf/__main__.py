@@ -1,7 +1,8 @@
 """``python -m perf all``: the side-by-side performance table (issue #7).
 
     python -m perf all                                  # every comparison on the tiny-random shape, CPU
-    python -m perf sft rl                               # some of them: sft rl limit eval eval_vllm comt
+    python -m perf sft rl               # some of them: sft rl limit rl_vllm limit_vllm eval eval_vllm comt
+    python -m perf rl rl_vllm limit_vllm --model smollm2  # the RL step, built-in sampler vs vLLM rollouts
     python -m perf eval eval_vllm --model smollm2       # eval, built-in loop and vLLM, vs lm-eval's hf and vllm
     python -m perf all --model tiny                     # the bundled pretrained tiny model (real answers)
     python -m perf all --model qwen2.5-0.5b-shape --device cuda --dtype bfloat16     # a GPU; reports MFU
@@ -19,7 +20,7 @@ from perf import report, runner
 from perf.models import PRETRAINED, SHAPES
 from perf.settings import ROOT, load_settings
 
-ORDER = ("sft", "rl", "limit", "eval", "eval_vllm", "comt")
+ORDER = ("sft", "rl", "limit", "rl_vllm", "limit_vllm", "eval", "eval_vllm", "comt")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

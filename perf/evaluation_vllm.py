@@ -35,20 +35,20 @@ from typing import Any
 
 from perf import data
 from perf.evaluation import OUR_OUTPUTS, run_lm_eval, save_outputs
-from perf.measure import descendants_peak_rss_mb, sync
+from perf.measure import sync
 
 
 def engine_options(settings: dict[str, Any]) -> dict[str, Any]:
     """The ``vllm.LLM`` arguments both sides start their engine with.
 
-    ``eval.vllm`` read as the eval stage reads the project's ``vllm`` node
+    The harness's ``vllm`` node read as the eval stage reads the project's ``vllm`` node
     (`cmt.vllm_engine.engine_options`; eager mode forced on a CPU), plus ``max_num_seqs`` = ``eval.batch_size``
     (the most sequences decoded together; the stage leaves it at vLLM's default).
     """
     from cmt import vllm_engine
 
     s = settings["eval"]
-    options = vllm_engine.engine_options(s["vllm"], settings["dtype"], int(settings["seed"]))
+    options = vllm_engine.engine_options(settings["vllm"], settings["dtype"], int(settings["seed"]))
     options["max_num_seqs"] = int(s["batch_size"])
     return options
 
@@ -83,12 +83,11 @@ def ours(settings: dict[str, Any], workdir: str) -> dict[str, Any]:
     values, scored = evaluate_generated(timed_generate, tokenizer, problems, prompts, TraceProtocol.load(folder))
     sync(settings["device"])
     seconds = time.perf_counter() - started
-    engine_rss = descendants_peak_rss_mb()
     vllm_engine.stop(engine.llm)
     save_outputs(Path(workdir) / OUR_OUTPUTS["vllm"], scored)
     return {"problems_per_s": len(problems) / seconds, "seconds": seconds, "n": len(problems),
             "accuracy": values["accuracy"], "mean_output_tokens": values["mean_output_tokens"],
-            "generate_s": sum(generate_s), "engine_start_s": engine_start_s, "engine_peak_rss_mb": engine_rss}
+            "generate_s": sum(generate_s), "engine_start_s": engine_start_s}
 
 
 def lm_eval(settings: dict[str, Any], workdir: str) -> dict[str, Any]:
@@ -108,6 +107,6 @@ def lm_eval(settings: dict[str, Any], workdir: str) -> dict[str, Any]:
                   **engine_options(settings))
     engine_start_s = time.perf_counter() - started
     output = run_lm_eval(lm, settings, tokenizer, Path(workdir) / OUR_OUTPUTS["vllm"])
-    output.update({"engine_start_s": engine_start_s, "engine_peak_rss_mb": descendants_peak_rss_mb()})
+    output["engine_start_s"] = engine_start_s
     vllm_engine.stop(lm.model)
     return output

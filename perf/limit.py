@@ -48,7 +48,23 @@ def generate_and_backward(model, tokenizer, prompts: list[str], max_new_tokens: 
     ended = torch.isin(completion, torch.tensor(eos, device=completion.device)).long().cumsum(1)
     mask = ((ended == 0) | ((ended == 1) & torch.isin(completion, torch.tensor(eos, device=completion.device))))
     mask = mask.long()
-    attention = torch.cat([inputs["attention_mask"], mask], dim=1)
+    return {"generate_s": generate_s,
+            **forward_backward(model, sequences, inputs["attention_mask"], mask, temperature, micro_batch_size,
+                               device)}
+
+
+def forward_backward(model, sequences, prompt_mask, mask, temperature: float, micro_batch_size: int,
+                     device: str) -> dict[str, float]:
+    """Time one forward + backward over ``sequences`` (left-padded prompts, then completions) in micro-batches,
+    with a per-token log-prob loss on the completion tokens ``mask`` marks; gradients are cleared after.
+
+    Returns:
+        ``forward_backward_s`` and the mean ``completion_tokens`` per row.
+    """
+    import torch
+
+    completion = sequences[:, prompt_mask.shape[1]:]
+    attention = torch.cat([prompt_mask, mask], dim=1)
     model.train()
     sync(device)
     started = time.perf_counter()
@@ -62,8 +78,7 @@ def generate_and_backward(model, tokenizer, prompts: list[str], max_new_tokens: 
     sync(device)
     backward_s = time.perf_counter() - started
     model.zero_grad(set_to_none=True)
-    return {"generate_s": generate_s, "forward_backward_s": backward_s,
-            "completion_tokens": float(mask.sum(1).float().mean())}
+    return {"forward_backward_s": backward_s, "completion_tokens": float(mask.sum(1).float().mean())}
 
 
 def greedy_generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int,

@@ -7,11 +7,9 @@ hook on the same model object, so the count does not depend on how a framework r
 
 from __future__ import annotations
 
-import os
 import resource
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 
 def sync(device: str) -> None:
@@ -40,27 +38,6 @@ def peak_rss_mb() -> float:
     return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def descendants(pid: int | None = None) -> list[int]:
-    """The live descendants of process ``pid`` (default: this one), from /proc (empty where it is missing)."""
-    found, todo = [], [pid or os.getpid()]
-    while todo:
-        for task in Path(f"/proc/{todo.pop()}/task").glob("*"):
-            try:
-                children = [int(x) for x in (task / "children").read_text().split()]
-            except OSError:
-                continue
-            found += children
-            todo += children
-    return found
-
-
-def descendants_peak_rss_mb() -> float:
-    """The sum of the peak RSS (VmHWM) of this process's live descendants, in MiB: the processes a vLLM
-    engine starts (its engine core holds the weights and the KV cache). Peaks taken apart, so their sum
-    bounds the joint peak from above; 0 when there are none."""
-    return sum(_status_mb("VmHWM", pid) or 0.0 for pid in descendants())
-
-
 def current_rss_mb() -> float | None:
     """This process's resident set size now, in MiB (None where /proc is missing)."""
     return _status_mb("VmRSS")
@@ -73,6 +50,49 @@ def gpu_peak_mb(device: str) -> float | None:
     import torch
 
     return torch.cuda.max_memory_allocated(device) / 2**20
+
+
+class TreeRss:
+    """The peak of the summed resident memory of this process and all its descendants, sampled every
+    ``interval`` seconds on a background thread (a vLLM engine's worker process holds the weights and KV
+    cache outside the worker's own VmHWM)."""
+
+    def __init__(self, interval: float = 0.25):
+        self.interval, self.peak_mb = interval, 0.0
+        self._stop = None
+
+    def sample(self) -> float:
+        """The summed RSS of the tree now, in MiB (processes that exit while read are skipped)."""
+        import psutil
+
+        me = psutil.Process()
+        total = 0
+        for process in [me, *me.children(recursive=True)]:
+            try:
+                total += process.memory_info().rss
+            except psutil.Error:
+                pass
+        return total / 2**20
+
+    def start(self) -> TreeRss:
+        import threading
+
+        self._stop = threading.Event()
+
+        def loop():
+            while not self._stop.is_set():
+                self.peak_mb = max(self.peak_mb, self.sample())
+                self._stop.wait(self.interval)
+
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> float:
+        """Stop sampling; the peak in MiB."""
+        self._stop.set()
+        self._thread.join()
+        return self.peak_mb
 
 
 @dataclass

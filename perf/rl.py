@@ -7,6 +7,9 @@ advantages, k3 KL to a frozen reference in the loss at the same beta), optimizer
 ``steps_per_generation`` = rollouts / micro, so one generation round is one of our steps). The reward is
 the outcome-only preset's: 1 for a correct final answer + 0.1 for a well-formed ending, computed by the
 same `cmt` functions on both sides. Seconds per step are timed between step ends after ``skip_steps``.
+
+With ``rl.rollout=vllm`` (bench rl_vllm) our side samples from a colocated vLLM engine kept in step with the
+policy by a full-weight sync, and TRL's side samples as ``vllm.trl_sampler`` says (:func:`trl`).
 """
 
 from __future__ import annotations
@@ -20,25 +23,43 @@ from perf.flops import flops_per_token, mfu, peak_flops
 from perf.measure import current_rss_mb, median, step_times, sync, window
 
 
-def rl_config(settings: dict[str, Any]):
-    """The composed ``rl=grpo`` node with the harness's sizes, and the outcome-only reward settings."""
-    from hydra import compose, initialize_config_dir
+def compose(settings: dict[str, Any], workdir: str, rollout: str = "hf"):
+    """The composed config as an RL stage sees it: ``rl=grpo`` with the harness's sizes and ``rl.rollout``, the
+    ``vllm`` node from perf/config.yaml's ``vllm`` section, ``model.dtype``, ``seed``, and ``workdir`` as the
+    job's folder (where `cmt.stages.rl.rollout_engine` puts the synced weights)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import OmegaConf, open_dict
+    from omegaconf import open_dict
 
-    from cmt.rl.config import validate_rl_config
     from perf.settings import ROOT
 
     s = settings["rl"]
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
-        cfg = compose("config", overrides=["rl=grpo", "logger=none"])
+        cfg = hydra_compose("config", overrides=["rl=grpo", "logger=none", f"rl.rollout={rollout}"])
     with open_dict(cfg):
         for key in ("group_size", "prompts_per_step", "max_new_tokens", "mini_batch_size", "micro_batch_size",
                     "kl_coef", "temperature", "steps"):
             cfg.rl[key] = float(s[key]) if key in ("kl_coef", "temperature") else int(s[key])
         cfg.rl.optimizer.lr = float(s["lr"])
         cfg.rl.val_n = 1
+        cfg.rl.rollout_is_cap = float(s["rollout_is_cap"])
+        for key in ("max_model_len", "kv_cache_memory_bytes", "gpu_memory_utilization", "tensor_parallel_size",
+                    "enforce_eager"):
+            cfg.vllm[key] = settings["vllm"][key]
+        cfg.model.dtype = settings["dtype"]
+        cfg.seed = int(settings["seed"])
+        cfg.paths.output_dir = str(workdir)
+    return cfg
+
+
+def rl_config(cfg):
+    """The resolved ``rl`` node of a config from :func:`compose`, and the outcome-only reward settings."""
+    from omegaconf import OmegaConf
+
+    from cmt.rl.config import validate_rl_config
+
     rl = OmegaConf.create(OmegaConf.to_container(cfg.rl, resolve=True))
     reward = validate_rl_config(rl, cfg.baseline_reward)
     return rl, reward
@@ -61,8 +82,14 @@ def _problems(settings: dict[str, Any]):
     return data.synthetic_problems(int(s["prompts_per_step"]) * int(s["steps"]), int(settings["seed"]))
 
 
-def ours(settings: dict[str, Any], workdir: str) -> dict[str, Any]:
-    """``steps`` steps of `cmt.modules.rl.RLModule` under Lightning, set up as `cmt.stages.rl.run` does."""
+def ours(settings: dict[str, Any], workdir: str, rollout: str = "hf") -> dict[str, Any]:
+    """``steps`` steps of `cmt.modules.rl.RLModule` under Lightning, set up as `cmt.stages.rl.run` does.
+
+    Args:
+        rollout: ``rl.rollout``: hf (the built-in sampler) or vllm (a colocated engine started by
+            `cmt.stages.rl.rollout_engine` from the saved weights and synced with the policy before every
+            step; the sync's seconds are timed apart and are part of ``generate_s``).
+    """
     import copy
 
     import pytorch_lightning as pl
@@ -70,17 +97,25 @@ def ours(settings: dict[str, Any], workdir: str) -> dict[str, Any]:
     from torch.utils.data import DataLoader
 
     from cmt.modules.rl import RLModule
+    from cmt.stages.rl import rollout_engine
 
     s = settings["rl"]
     device = settings["device"]
-    rl, reward = rl_config(settings)
+    cfg = compose(settings, workdir, rollout)
+    rl, reward = rl_config(cfg)
     policy, tokenizer = models.load(f"{workdir}/model", settings["dtype"], device)
     loaded_rss = current_rss_mb()
     models.checkpointing(policy, bool(settings.get("activation_checkpointing")))
     reference = copy.deepcopy(policy).eval().requires_grad_(False) if float(rl.kl_coef) > 0 else None
     problems = _problems(settings)
+    engine, sync_s, engine_start_s = None, [], 0.0
+    if rollout == "vllm":
+        started = time.perf_counter()
+        engine = rollout_engine(cfg, f"{workdir}/model", policy, tokenizer)
+        engine_start_s = time.perf_counter() - started
+        engine.sync = _timed(engine.sync, sync_s)
     module = RLModule(policy, tokenizer, problems, [], lambda q: data.render(q, tokenizer), rl, reward,
-                      instantiate(rl.optimizer), reference=reference)
+                      instantiate(rl.optimizer), reference=reference, rollout_engine=engine)
     per_step = int(s["prompts_per_step"])
     loader = DataLoader(list(range(len(problems))), batch_size=per_step, collate_fn=list)
     step_ends: list[float] = []
@@ -96,7 +131,11 @@ def ours(settings: dict[str, Any], workdir: str) -> dict[str, Any]:
                          enable_progress_bar=False, num_sanity_val_steps=0, limit_val_batches=0,
                          gradient_clip_val=None, callbacks=[Clock()])
     policy.train()
-    trainer.fit(module, train_dataloaders=loader)
+    try:
+        trainer.fit(module, train_dataloaders=loader)
+    finally:
+        if engine is not None:
+            engine.close()
     start, end, steps = window(step_ends, int(s["skip_steps"]))
     timed = module.history[-steps:]
     # The median step: one step slowed by a load spike elsewhere on the machine does not move it.
@@ -106,14 +145,31 @@ def ours(settings: dict[str, Any], workdir: str) -> dict[str, Any]:
     rollouts = per_step * int(s["group_size"])
     shape = models.describe(policy)
     flops = step_flops(shape, prompt, completion, rollouts, float(rl.kl_coef) > 0)
-    return {"step_s": step_s, "step_s_mean": step_s_mean, "timed_steps": steps, "completion_tokens": completion,
-            "prompt_tokens": prompt, "rollouts": rollouts,
-            "generate_s": median([h["timing/generate"] for h in timed]),
-            "score_s": median([h["timing/score"] for h in timed]),
-            "update_s": median([h["timing/update"] for h in timed]),
-            "reward": sum(h["reward/total"] for h in timed) / len(timed),
-            "mfu": mfu(flops, step_s, peak_flops(device, settings["dtype"], settings.get("peak_flops"))),
-            "step_flops": flops, "rss_after_load_mb": loaded_rss}
+    result = {"step_s": step_s, "step_s_mean": step_s_mean, "timed_steps": steps, "completion_tokens": completion,
+              "prompt_tokens": prompt, "rollouts": rollouts, "sampler": rollout,
+              "generate_s": median([h["timing/generate"] for h in timed]),
+              "score_s": median([h["timing/score"] for h in timed]),
+              "update_s": median([h["timing/update"] for h in timed]),
+              "reward": sum(h["reward/total"] for h in timed) / len(timed),
+              "mfu": mfu(flops, step_s, peak_flops(device, settings["dtype"], settings.get("peak_flops"))),
+              "step_flops": flops, "rss_after_load_mb": loaded_rss}
+    if engine is not None:
+        result.update({"sync_s": median(sync_s[-steps:]), "engine_start_s": engine_start_s,
+                       "is_mismatch_mean": median([h["rollout/is_mismatch_mean"] for h in timed])})
+    return result
+
+
+def _timed(function, seconds: list[float]):
+    """``function``, appending the seconds of each call to ``seconds``."""
+
+    def timed(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            seconds.append(time.perf_counter() - started)
+
+    return timed
 
 
 def _mean_prompt_tokens(tokenizer, problems) -> float:
@@ -121,8 +177,16 @@ def _mean_prompt_tokens(tokenizer, problems) -> float:
     return sum(len(x) for x in ids) / len(ids)
 
 
-def trl(settings: dict[str, Any], workdir: str) -> dict[str, Any]:
-    """The same steps with TRL's GRPOTrainer (transformers ``generate`` for sampling, no vLLM)."""
+def trl(settings: dict[str, Any], workdir: str, sampler: str = "hf") -> dict[str, Any]:
+    """The same steps with TRL's GRPOTrainer.
+
+    Args:
+        sampler: hf (TRL's default: transformers ``generate``) or vllm (``use_vllm=True``,
+            ``vllm_mode="colocate"``: an engine in the trainer's process, weights loaded into it tensor by
+            tensor; the engine settings of perf/config.yaml's ``vllm`` section, the KV cache through
+            ``VLLM_CPU_KVCACHE_SPACE`` since TRL passes no KV size; its truncated importance sampling per
+            token at our ``rollout_is_cap``).
+    """
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -167,7 +231,8 @@ def trl(settings: dict[str, Any], workdir: str) -> dict[str, Any]:
         save_strategy="no", report_to="none", use_cpu=not device.startswith("cuda"),
         bf16=settings["dtype"] == "bfloat16", fp16=settings["dtype"] == "float16", log_completions=False,
         seed=int(settings["seed"]), disable_tqdm=True, dataloader_num_workers=0,
-        activation_checkpointing=bool(settings.get("activation_checkpointing")))
+        **models.trainer_checkpointing(GRPOConfig, bool(settings.get("activation_checkpointing"))),
+        **_trl_vllm_args(settings, sampler))
     trainer = GRPOTrainer(model=policy, reward_funcs=[outcome, well_formed], args=args, train_dataset=dataset,
                           processing_class=tokenizer, callbacks=[Clock()])
     trainer.train()
@@ -183,5 +248,24 @@ def trl(settings: dict[str, Any], workdir: str) -> dict[str, Any]:
                        rollouts, float(s["kl_coef"]) > 0)
     return {"step_s": step_s, "step_s_mean": step_s_mean, "timed_steps": steps, "completion_tokens": completion,
             "prompt_tokens": prompt, "rollouts": rollouts, "reward": float(metrics.get("reward", float("nan"))),
+            "sampler": sampler,
             "mfu": mfu(flops, step_s, peak_flops(device, settings["dtype"], settings.get("peak_flops"))),
             "rss_after_load_mb": loaded_rss}
+
+
+def _trl_vllm_args(settings: dict[str, Any], sampler: str) -> dict[str, Any]:
+    """GRPOConfig's vLLM arguments for ``sampler`` (none for hf); sets the CPU engine's KV cache size."""
+    import os
+
+    if sampler != "vllm":
+        return {}
+    from cmt.vllm_engine import on_cpu
+
+    engine = settings["vllm"]
+    if on_cpu() and engine["kv_cache_memory_bytes"] is not None:
+        # GiB, as vllm-cpu reads it (TRL's colocated LLM(...) takes no KV cache size).
+        os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, round(int(engine["kv_cache_memory_bytes"]) / 2**30)))
+    return {"use_vllm": True, "vllm_mode": "colocate", "vllm_max_model_length": engine["max_model_len"],
+            "vllm_enable_sleep_mode": False, "vllm_importance_sampling_correction": True,
+            "vllm_importance_sampling_mode": "token_truncate",
+            "vllm_importance_sampling_clip_max": float(settings["rl"]["rollout_is_cap"])}

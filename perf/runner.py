@@ -19,14 +19,16 @@ from perf.settings import ROOT
 BENCHES = {
     "sft": ("ours", "peer", "trl", "TRL SFTTrainer"),
     "rl": ("ours", "peer", "trl", "TRL GRPOTrainer"),
+    "rl_vllm": ("ours", "peer", "trl", "TRL GRPOTrainer"),
     "limit": ("ours", None, None, None),
+    "limit_vllm": ("ours", None, None, None),
     "eval": ("ours", "peer", "lm_eval", "lm-evaluation-harness"),
     "eval_vllm": ("ours", "peer", "lm_eval", "lm-evaluation-harness"),
     "comt": ("comt", "cot", None, None),
 }
 INSTALL_HINT = 'pip install -e ".[perf]"'
 # Comparison -> (a module both its sides need, the one line saying how to install it): skipped without it.
-NEEDS = {"eval_vllm": ("vllm", VLLM_INSTALL_HINT)}
+NEEDS = {bench: ("vllm", VLLM_INSTALL_HINT) for bench in ("rl_vllm", "limit_vllm", "eval_vllm")}
 
 
 class PeerMissingError(RuntimeError):
@@ -87,6 +89,19 @@ def run_worker(bench: str, side: str, settings: dict[str, Any], workdir: Path,
     return result
 
 
+def same_as_earlier(bench: str, side: str, settings: dict[str, Any],
+                    results: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """An identical side's result already measured in this run, marked ``same_as``; None when there is none.
+
+    rl_vllm's TRL side with ``vllm.trl_sampler: hf`` is rl's TRL side: same trainer, sampler and settings.
+    """
+    if bench == "rl_vllm" and side == "peer" and settings["vllm"]["trl_sampler"] == "hf":
+        earlier = results.get("rl", {}).get("peer")
+        if earlier is not None and "error" not in earlier:
+            return {**earlier, "sampler": "hf", "same_as": "rl/peer"}
+    return None
+
+
 def run(benches: list[str], settings: dict[str, Any], workdir: str | Path | None = None,
         say=print) -> dict[str, dict[str, Any]]:
     """Run ``benches`` in order; returns ``{bench: {side: result}}`` (peer sides absent where not installed)."""
@@ -113,6 +128,11 @@ def run(benches: list[str], settings: dict[str, Any], workdir: str | Path | None
                 sides.pop(peer)
         results[bench] = {}
         for side in sides:
+            earlier = same_as_earlier(bench, side, settings, results)
+            if earlier is not None:
+                say(f"perf: {bench}/{side} is {earlier['same_as']} (same settings), measured once")
+                results[bench][side] = earlier
+                continue
             started = time.perf_counter()
             result = run_worker(bench, side, settings, workdir)
             if "error" in result:

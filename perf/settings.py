@@ -50,10 +50,8 @@ def load_settings(path: str | Path | None = None, overrides: list[str] | None = 
     """The resolved settings: the file, then the ``cuda`` block on a GPU, then the options and overrides.
 
     Raises:
-        ValueError: An unknown key, or a bad ``eval.vllm`` engine setting (one line naming it).
+        ValueError: An unknown key, or a bad value (:func:`validate`; one line naming it).
     """
-    from cmt.vllm_engine import validate_vllm_config
-
     raw = yaml.safe_load(Path(path or DEFAULT_CONFIG).read_text())
     settings = copy.deepcopy(raw)
     cuda_block = settings.pop("cuda", {}) or {}
@@ -65,7 +63,25 @@ def load_settings(path: str | Path | None = None, overrides: list[str] | None = 
             settings[section].update(values)
     for assignment in overrides or []:
         apply_override(settings, assignment)
-    validate_vllm_config(settings["eval"]["vllm"], prefix="eval.vllm")
+    validate(settings)
     data = Path(settings["eval"]["data"])
     settings["eval"]["data"] = str(data if data.is_absolute() else (ROOT / data).resolve())
     return settings
+
+
+def validate(settings: dict[str, Any]) -> None:
+    """Check the settings the vLLM comparisons read before any worker starts.
+
+    Raises:
+        ValueError: One line naming the key, what it holds and what it takes.
+    """
+    from cmt.vllm_engine import validate_vllm_config
+
+    engine = settings["vllm"]
+    if engine["trl_sampler"] not in ("hf", "vllm"):
+        raise ValueError(f"vllm.trl_sampler={engine['trl_sampler']!r}: choose hf (TRL's transformers generate) "
+                         "or vllm (TRL's use_vllm, colocated)")
+    validate_vllm_config(engine)
+    cap = settings["rl"]["rollout_is_cap"]
+    if isinstance(cap, bool) or not isinstance(cap, (int, float)) or cap < 1:
+        raise ValueError(f"rl.rollout_is_cap={cap!r}: must be a number >= 1 (the largest importance weight)")

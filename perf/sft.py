@@ -107,7 +107,7 @@ def trl(settings: dict[str, Any], workdir: str) -> dict[str, Any]:
         save_strategy="no", report_to="none", use_cpu=not device.startswith("cuda"),
         bf16=settings["dtype"] == "bfloat16", fp16=settings["dtype"] == "float16", dataloader_num_workers=0,
         seed=int(settings["seed"]), disable_tqdm=True,
-        activation_checkpointing=bool(settings.get("activation_checkpointing")))
+        **models.trainer_checkpointing(SFTConfig, bool(settings.get("activation_checkpointing"))))
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          callbacks=[Clock()])
     counter = TokenCounter().attach(model)

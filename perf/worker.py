@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from perf.measure import gpu_peak_mb, peak_rss_mb
+from perf.measure import TreeRss, gpu_peak_mb, peak_rss_mb
 
 
 def _task(bench: str, side: str) -> Callable[[dict[str, Any], str], dict[str, Any]]:
@@ -35,10 +35,19 @@ def _task(bench: str, side: str) -> Callable[[dict[str, Any], str], dict[str, An
         from perf import rl
 
         return {"ours": rl.ours, "peer": rl.trl}[side]
+    if bench == "rl_vllm":
+        from perf import rl
+
+        return {"ours": lambda s, w: rl.ours(s, w, "vllm"),
+                "peer": lambda s, w: rl.trl(s, w, s["vllm"]["trl_sampler"])}[side]
     if bench == "limit":
         from perf import limit
 
         return {"ours": limit.bare_parts}[side]
+    if bench == "limit_vllm":
+        from perf import limit_vllm
+
+        return {"ours": limit_vllm.bare_parts}[side]
     if bench == "eval":
         from perf import evaluation
 
@@ -59,6 +68,8 @@ def main(bench: str, side: str, settings_path: str, workdir: str, out: str) -> i
     os.environ.setdefault("WANDB_MODE", "disabled")
     os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
     started = time.perf_counter()
+    # A vLLM engine may run in its own process: its memory counts with the side's (sampled, see TreeRss).
+    tree = TreeRss().start() if "vllm" in bench else None
     try:
         import torch
 
@@ -75,6 +86,8 @@ def main(bench: str, side: str, settings_path: str, workdir: str, out: str) -> i
         result, code = {"error": f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"}, 1
     result.update({"peak_rss_mb": peak_rss_mb(), "gpu_peak_mb": gpu_peak_mb(settings["device"]),
                    "process_s": time.perf_counter() - started})
+    if tree is not None:
+        result["peak_tree_rss_mb"] = tree.stop()
     with open(out, "w") as handle:
         json.dump(result, handle)
     return code

@@ -179,30 +179,29 @@ def test_the_head_benchmark_runs_both_passes_with_and_without_chunks():
 def test_both_vllm_eval_sides_get_one_set_of_engine_settings_and_a_bad_one_fails_in_one_line():
     from perf import evaluation_vllm
 
-    settings = load_settings(overrides=["eval.batch_size=8", "eval.vllm.kv_cache_memory_bytes=1048576",
-                                        "eval.vllm.max_model_len=256", "seed=3"])
+    settings = load_settings(overrides=["eval.batch_size=8", "vllm.kv_cache_memory_bytes=1048576",
+                                        "vllm.max_model_len=256", "seed=3"])
     options = evaluation_vllm.engine_options(settings)
     assert options["max_num_seqs"] == 8 and options["kv_cache_memory_bytes"] == 1048576
     assert options["max_model_len"] == 256 and options["dtype"] == "float32" and options["seed"] == 3
     assert options["enforce_eager"] is True  # no CUDA graphs on this CPU
     assert "max_model_len" not in evaluation_vllm.engine_options(load_settings())  # null: the model's own
-    with pytest.raises(ValueError, match=r"^eval\.vllm\.kv_cache_memory_bytes=0: ") as error:
-        load_settings(overrides=["eval.vllm.kv_cache_memory_bytes=0"])
+    with pytest.raises(ValueError, match=r"^vllm\.kv_cache_memory_bytes=0: ") as error:
+        load_settings(overrides=["vllm.kv_cache_memory_bytes=0"])
     assert "\n" not in str(error.value)
-    with pytest.raises(ValueError, match=r"eval\.vllm\.enforce_eager"):
-        load_settings(overrides=["eval.vllm.enforce_eager=sometimes"])
+    with pytest.raises(ValueError, match=r"vllm\.enforce_eager"):
+        load_settings(overrides=["vllm.enforce_eager=sometimes"])
     with pytest.raises(ValueError, match="unknown setting"):
-        load_settings(overrides=["eval.vllm.block_size=16"])
+        load_settings(overrides=["vllm.block_size=16"])
 
 
 def test_vllm_eval_rows_compare_with_lm_eval_vllm_and_hf_and_sum_the_engine_memory():
     results = {
         "eval": {"ours": {"problems_per_s": 20.0}, "peer": {"problems_per_s": 10.0, "prompt_match": 1.0}},
         "eval_vllm": {"ours": {"problems_per_s": 30.0, "seconds": 2.0, "generate_s": 1.5, "engine_start_s": 20.0,
-                               "peak_rss_mb": 400.0,
-                               "engine_peak_rss_mb": 900.0, "accuracy": 0.25},
+                               "peak_rss_mb": 400.0, "peak_tree_rss_mb": 1300.0, "accuracy": 0.25},
                       "peer": {"problems_per_s": 40.0, "seconds": 1.5, "engine_start_s": 25.0, "peak_rss_mb": 500.0,
-                               "engine_peak_rss_mb": 800.0, "accuracy": 0.25, "prompt_match": 1.0,
+                               "peak_tree_rss_mb": 1300.0, "accuracy": 0.25, "prompt_match": 1.0,
                                "generation_match": 0.75, "answer_agreement_flexible": 0.5,
                                "answer_agreement_strict": 1.0, "peer_answered": 0.5}},
     }
@@ -214,13 +213,70 @@ def test_vllm_eval_rows_compare_with_lm_eval_vllm_and_hf_and_sum_the_engine_memo
     assert rows[("4 Eval vLLM", "  vs our built-in loop")].ratio == pytest.approx(1.5)
     assert rows[("4 Eval vLLM", "seconds (generation + scoring)")].ratio == pytest.approx(0.75)
     assert rows[("4 Eval vLLM", "  our generation alone s")].ours == 1.5
-    memory = rows[("4 Eval vLLM", "peak RSS MiB (worker + engine)")]
+    memory = rows[("4 Eval vLLM", "peak RSS MiB, engine process included")]
     assert (memory.ours, memory.peer) == (1300.0, 1300.0) and memory.ratio == pytest.approx(1.0)
     assert rows[("4 Eval vLLM", "same generation (cut at lm-eval stops)")].peer == 0.75
     assert rows[("4 Eval vLLM", "same prompt text")].ratio == 1.0
     assert rows[("4 Eval", "same prompt text")].peer == 1.0
     alone = {(r.section, r.metric) for r in report.build_rows({"eval_vllm": results["eval_vllm"]})}
     assert ("4 Eval vLLM", "problems/s") in alone and ("4 Eval vLLM", "problems/s vs lm-eval hf") not in alone
+
+
+def test_vllm_settings_are_checked_in_one_line_naming_the_key():
+    assert load_settings()["vllm"]["trl_sampler"] in ("hf", "vllm")
+    for assignment, key in (("vllm.trl_sampler=vllm_server", "vllm.trl_sampler"),
+                            ("vllm.kv_cache_memory_bytes=-5", "vllm.kv_cache_memory_bytes"),
+                            ("vllm.max_model_len=0.5", "vllm.max_model_len"),
+                            ("rl.rollout_is_cap=0.5", "rl.rollout_is_cap")):
+        with pytest.raises(ValueError, match=key.replace(".", r"\.")) as error:
+            load_settings(overrides=[assignment])
+        assert "\n" not in str(error.value)
+    assert load_settings(overrides=["vllm.max_model_len=null"])["vllm"]["max_model_len"] is None
+
+
+def test_vllm_rows_name_the_peers_sampler_and_compare_with_the_built_in_sampler_and_the_bare_parts():
+    results = {
+        "rl": {"ours": {"step_s": 3.0}, "peer": {"step_s": 6.0, "sampler": "hf"}},
+        "rl_vllm": {"ours": {"step_s": 1.5, "peak_rss_mb": 700.0, "peak_tree_rss_mb": 2000.0, "generate_s": 0.5,
+                             "sync_s": 0.1, "score_s": 0.4, "update_s": 0.6, "engine_start_s": 30.0},
+                    "peer": {"step_s": 6.0, "peak_rss_mb": 1000.0, "sampler": "hf", "same_as": "rl/peer"}},
+        "limit_vllm": {"ours": {"limit_s": 1.2, "generate_s": 0.4, "forward_backward_s": 0.7, "sync_s": 0.1}},
+    }
+    rows = {(r.section, r.metric): r for r in report.build_rows(results)}
+    step = rows[("2 RL vLLM", "seconds per step")]
+    assert step.ratio == pytest.approx(4.0) and step.met is True and step.peer_name.endswith("transformers generate")
+    assert rows[("2 RL vLLM", "  vs ours with the built-in sampler")].ratio == pytest.approx(2.0)
+    # The engine's process counts with ours; TRL's own memory is all it has without one.
+    memory = rows[("2 RL vLLM", "peak RSS MiB, engine process included")]
+    assert (memory.ours, memory.peer, memory.ratio) == (2000.0, 1000.0, pytest.approx(2.0))
+    limit = rows[("3 RL vLLM limit", "step s vs vLLM generate + fwd/bwd + sync s")]
+    assert limit.ratio == pytest.approx(1.25) and limit.met is False
+    assert rows[("3 RL vLLM limit", "  bare weight sync s")].peer == 0.1
+    assert rows[("3 RL vLLM limit", "  our weight sync s")].ours == 0.1
+    results["rl_vllm"]["peer"] = {"step_s": 2.0, "sampler": "vllm"}
+    step = next(r for r in report.build_rows(results) if r.section == "2 RL vLLM" and r.metric == "seconds per step")
+    assert step.peer_name == "TRL GRPOTrainer, vLLM colocate" and step.met is False
+    del results["rl_vllm"]["peer"]  # TRL not installed: our side alone, no sampler to name
+    step = next(r for r in report.build_rows(results) if r.section == "2 RL vLLM" and r.metric == "seconds per step")
+    assert (step.peer, step.peer_name, step.met) == (None, "TRL GRPOTrainer", None)
+
+
+@pytest.mark.parametrize(("sampler", "measured_again"), [("hf", False), ("vllm", True)])
+def test_trls_side_with_its_default_sampler_is_measured_once(monkeypatch, tmp_path, sampler, measured_again):
+    monkeypatch.setitem(runner.NEEDS, "rl_vllm", ("json", "vLLM rollouts"))  # an importable stand-in for vllm
+    monkeypatch.setattr(runner, "require_peer", lambda module, label: None)
+    ran = []
+
+    def fake_worker(bench, side, settings, workdir, timeout=None):
+        ran.append((bench, side))
+        return {"step_s": 2.0, "sampler": settings["vllm"]["trl_sampler"]} if bench != "prepare" else {}
+
+    monkeypatch.setattr(runner, "run_worker", fake_worker)
+    results = runner.run(["rl", "rl_vllm"], load_settings(overrides=[f"vllm.trl_sampler={sampler}"]), tmp_path,
+                         say=lambda line: None)
+    assert (("rl_vllm", "peer") in ran) is measured_again
+    assert results["rl_vllm"]["peer"]["step_s"] == 2.0
+    assert (results["rl_vllm"]["peer"].get("same_as") == "rl/peer") is not measured_again
 
 
 def test_a_comparison_needing_a_missing_engine_is_skipped_in_one_line(monkeypatch, tmp_path):
@@ -236,22 +292,33 @@ def test_a_comparison_needing_a_missing_engine_is_skipped_in_one_line(monkeypatc
     results = runner.run(["eval_vllm"], load_settings(), workdir=tmp_path, say=said.append)
     assert ran == [("prepare", "model")] and "eval_vllm" not in results
     assert said[-1] == "perf: eval_vllm skipped: no engine: pip install it"
+    assert set(runner.NEEDS) == {"rl_vllm", "limit_vllm", "eval_vllm"}
 
 
-def test_descendant_memory_counts_a_child_process_and_is_zero_without_one():
+def test_the_tree_rss_counts_a_child_processs_memory():
     import subprocess
     import sys
+    import time
 
-    assert measure.descendants_peak_rss_mb() == 0.0
-    child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(64 * 2**20); time.sleep(30)"])
+    tree = measure.TreeRss(interval=0.05).start()
+    own = tree.sample()
+    child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(300 * 2**20); time.sleep(30)"])
     try:
-        import time
-
         deadline = time.monotonic() + 20
-        while measure.descendants_peak_rss_mb() < 64 and time.monotonic() < deadline:
+        while tree.peak_mb < own + 250 and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert child.pid in measure.descendants()
-        assert measure.descendants_peak_rss_mb() >= 64
     finally:
         child.kill()
         child.wait()
+    assert tree.stop() >= own + 250
+
+
+def test_trl_configs_get_the_checkpointing_keyword_their_transformers_has(tmp_path):
+    from transformers import TrainingArguments
+
+    from perf.models import trainer_checkpointing
+
+    for enabled in (True, False):
+        keyword = trainer_checkpointing(TrainingArguments, enabled)
+        args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, **keyword)
+        assert getattr(args, next(iter(keyword))) is enabled
