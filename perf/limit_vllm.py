@@ -30,11 +30,11 @@ def vllm_generate(llm, tokenizer, prompts: list[str], num_samples: int, max_new_
     (prompt by prompt, as our sampler lays them out)."""
     from vllm import SamplingParams, TokensPrompt
 
+    from cmt.eval.vllm_backend import stop_ids
     from cmt.vllm_engine import request_seed
 
-    stop = sorted({tokenizer.eos_token_id, tokenizer.pad_token_id} - {None})
     params = SamplingParams(n=num_samples, temperature=temperature, max_tokens=max_new_tokens, logprobs=0,
-                            seed=request_seed(seed), stop_token_ids=stop)
+                            seed=request_seed(seed), stop_token_ids=stop_ids(tokenizer))
     inputs = [TokensPrompt(prompt_token_ids=ids) for ids in tokenizer(prompts, add_special_tokens=True).input_ids]
     started = time.perf_counter()
     outputs = llm.generate(inputs, params, use_tqdm=False)
