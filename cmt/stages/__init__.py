@@ -1,11 +1,12 @@
 """The stages a job can run (``stage=NAME``) and the task wrapper around them.
 
-Every stage is ``run(ctx) -> dict[str, float]``; `run` below validates the whole config first
-(`cmt.validation`: one ``key=value: what is allowed`` line, before any logger, model or data), builds the
-context (seeded, with a logger), dispatches on ``cfg.stage.name``, records a failing job in
-``<results>/failures.jsonl`` (Hydra's launchers run the other jobs of a multirun and report the failure at
-the end), and always closes the logger and the W&B run in a ``finally``, so a failing job never leaves a
-run open for the next job to share.
+Every stage is a function ``run(ctx) -> dict[str, float]`` that its config names (``stage._target_`` in
+``conf/stage/<name>.yaml``, beside what the stage trains: ``method``, ``parent``, its data or reward). `run`
+below validates the whole config first (`cmt.validation`: one ``key=value: what is allowed`` line, before any
+logger, model or data), builds the context (seeded, with a logger), calls the stage's function
+(`run_stage`), records a failing job in ``<results>/failures.jsonl`` (Hydra's launchers run the other jobs of
+a multirun and report the failure at the end), and always closes the logger and the W&B run in a
+``finally``, so a failing job never leaves a run open for the next job to share.
 """
 
 from __future__ import annotations
@@ -14,30 +15,22 @@ import logging
 import sys
 import uuid
 import warnings
-from collections.abc import Callable
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 
+from hydra.utils import get_method
 from omegaconf import DictConfig
 
 from cmt.errors import ConfigError
 from cmt.logging import build_logger
 from cmt.results.store import append_rows
-from cmt.stages import evaluate, pipeline, pretrain, rl, sft, teach
 from cmt.stages.common import StageContext, seed_everything
 from cmt.validation import validate_config
 
-RUNNERS: dict[str, Callable[[StageContext], dict[str, float]]] = {
-    "pretrain": pretrain.run,
-    "teach": teach.run,
-    "comt_sft": partial(sft.run, method_name="comt_sft"),
-    "cot_sft": partial(sft.run, method_name="cot_sft"),
-    "ccrl": partial(rl.run, method_name="comt_ccrl"),
-    "rl": partial(rl.run, method_name="cot_sft_rl"),
-    "eval": evaluate.run,
-    "pipeline": pipeline.run,
-}
+
+def run_stage(ctx: StageContext) -> dict[str, float]:
+    """Call the function ``ctx.cfg.stage._target_`` names with ``ctx`` (a pipeline calls it for each step)."""
+    return get_method(ctx.cfg.stage._target_)(ctx)
 
 
 def _quiet_third_party() -> None:
@@ -68,7 +61,7 @@ def _record_failure(ctx: StageContext, error: BaseException) -> None:
     cfg = ctx.cfg
     try:
         overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-        row = {**ctx.row_identity(), "stage": cfg.stage.name, "overrides": overrides,
+        row = {**ctx.row_identity(), "overrides": overrides,
                "output_dir": str(cfg.paths.output_dir), "error_type": type(error).__name__,
                "error": (str(error).splitlines() or [""])[0][:500],
                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -78,7 +71,7 @@ def _record_failure(ctx: StageContext, error: BaseException) -> None:
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
-    """Run the stage ``cfg.stage.name``; returns its metrics (the optimised value for sweeps is picked
+    """Run the job's stage (``cfg.stage``); returns its metrics (the optimised value for sweeps is picked
     by `optimized_metric`)."""
     run_id = uuid.uuid4().hex[:12]
     try:
@@ -87,15 +80,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
     except ConfigError as error:
         _record_failure(StageContext(cfg=cfg, logger=None, run_id=run_id), error)
         raise
-    name = cfg.stage.name
-    if name not in RUNNERS:  # validate_config knows the same stages (tests/unit/test_config_validation.py)
-        raise ValueError(f"stage={name} has no runner; choose one of {', '.join(RUNNERS)}")
     _quiet_third_party()
     seed_everything(cfg.seed)
     logger = build_logger(cfg, _tags(cfg))
     ctx = StageContext(cfg=cfg, logger=logger, run_id=run_id)
     try:
-        return RUNNERS[name](ctx)
+        return run_stage(ctx)
     except Exception as error:
         _record_failure(ctx, error)
         raise

@@ -1,12 +1,6 @@
-"""What every stage shares: the methods, where artifacts live, seeding, and the stage context.
+"""What every stage shares: seeding, the run's identity (config hash, code version) and the stage context.
 
-Artifacts live in folders derived from the config, so a stage finds its input without the user passing
-paths (``stage=comt_sft`` after ``stage=teach``, ``stage=ccrl`` after ``stage=comt_sft``):
-
-    <artifacts>/<tag>/data/<benchmark>/<teacher>/seed<seed>/{comt,cot}.jsonl   training sets (stage=teach)
-    <artifacts>/<tag>/<model>/seed<seed>/<method>/model/              checkpoints (training stages)
-    <artifacts>/<tag>/<model>/seed<seed>/<method>/training.json       what training it cost (read by stage=eval)
-    <artifacts>/reuse/<method>/<key>/                                 SFT models shared by jobs (reuse_sft)
+Where a stage finds its input and leaves its output: `cmt.artifacts`.
 """
 
 from __future__ import annotations
@@ -24,78 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger
 
 from cmt import __version__
+from cmt.artifacts import training_record_path
 from cmt.atomic import atomic_write
-from cmt.errors import CmtError
 from cmt.secrets import redact_config
-
-
-@dataclass(frozen=True)
-class Method:
-    """A trained variant of a student: what it trains on and which checkpoint it starts from.
-
-    Attributes:
-        name: As it appears in result rows (``comt_sft``, ``cot_sft_rl`` ...).
-        parent: The method whose checkpoint it starts from (None: the base model).
-        trace: For SFT methods, the kind of teacher trace it trains on (``comt`` or ``cot``).
-        stage: The command that produces it.
-    """
-
-    name: str
-    parent: str | None
-    trace: str | None
-    stage: str
-
-
-METHODS = {
-    "base": Method("base", None, None, "(none: the model as loaded)"),
-    "comt_sft": Method("comt_sft", "base", "comt", "python run.py stage=comt_sft"),
-    "cot_sft": Method("cot_sft", "base", "cot", "python run.py stage=cot_sft"),
-    "comt_ccrl": Method("comt_ccrl", "comt_sft", None, "python run.py stage=ccrl"),
-    "cot_sft_rl": Method("cot_sft_rl", "cot_sft", None, "python run.py stage=rl"),
-}
-
-
-class MissingInputError(CmtError, FileNotFoundError):
-    """A stage's input is not there yet; the message names the command that produces it."""
-
-
-def method(name: str) -> Method:
-    """The method called ``name``, or a one-line error listing the known ones."""
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
-    return METHODS[name]
-
-
-def _model_root(cfg: DictConfig) -> Path:
-    return Path(cfg.paths.artifacts) / str(cfg.tag) / str(cfg.model.name) / f"seed{cfg.seed}"
-
-
-def checkpoint_dir(cfg: DictConfig, method_name: str) -> Path:
-    """Where the training stage of ``method_name`` saves its model (a save_pretrained folder)."""
-    return _model_root(cfg) / method_name / "model"
-
-
-def training_record_path(cfg: DictConfig, method_name: str) -> Path:
-    """Where a training stage records what ``method_name`` cost (``train_time_s``, ``train_tokens``)."""
-    return checkpoint_dir(cfg, method_name).parent / "training.json"
-
-
-def training_set_path(cfg: DictConfig, trace: str) -> Path:
-    """Where ``stage=teach`` writes the training set of one trace kind (``comt`` or ``cot``)."""
-    return (Path(cfg.paths.artifacts) / str(cfg.tag) / "data" / str(cfg.benchmark.name) / str(cfg.teacher.name)
-            / f"seed{cfg.seed}" / f"{trace}.jsonl")
-
-
-def require_checkpoint(cfg: DictConfig, method_name: str) -> Path | None:
-    """The checkpoint of a method (None for ``base``), or an error naming the command that makes it."""
-    if method(method_name).parent is None:
-        return None
-    folder = checkpoint_dir(cfg, method_name)
-    if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
-        raise MissingInputError(
-            f"no {method_name} checkpoint for model={cfg.model.name} seed={cfg.seed} at {folder}; "
-            f"run `{METHODS[method_name].stage} model={cfg.model.name}` first (or stage=pipeline)")
-    return folder
 
 
 def seed_everything(seed: int) -> None:
@@ -143,8 +68,13 @@ class StageContext:
     logger: Logger | None
     run_id: str
     started: float = field(default_factory=time.time)
+    # The job's whole config, which identifies its result rows (``cfg`` unless the stage is a pipeline's step).
+    job_cfg: DictConfig | None = None
     # Training time and tokens of each method trained (or read back) in this job, for the result rows.
     training: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.job_cfg = self.cfg if self.job_cfg is None else self.job_cfg
 
     def record_training(self, method_name: str, cost: dict[str, float]) -> None:
         """Keep what training ``method_name`` cost (``train_time_s``, ``train_tokens``) for this job's result
@@ -169,10 +99,10 @@ class StageContext:
 
     def row_identity(self) -> dict[str, Any]:
         """The columns every result row of this job shares."""
-        cfg = self.cfg
+        cfg = self.job_cfg if self.job_cfg is not None else self.cfg
         return {
             "run_id": self.run_id, "experiment": cfg.experiment_name, "sweep": cfg.get("sweep_name"),
             "model": cfg.model.name,
-            "teacher": cfg.teacher.name,
+            "teacher": cfg.teacher.name, "stage": cfg.stage.name,
             "seed": int(cfg.seed), "git_sha": git_sha(), "config_hash": config_hash(cfg),
         }

@@ -19,9 +19,9 @@ from rich.console import Console
 from rich.table import Table
 
 from cmt import vllm_engine
+from cmt.artifacts import require_checkpoint
 from cmt.data.prompts import render_prompt
 from cmt.data.suite import EvalSet, eval_sets
-from cmt.errors import ConfigError
 from cmt.eval import vllm_backend
 from cmt.eval.evaluate import as_dicts
 from cmt.eval.traced import evaluate_generated, evaluate_traced
@@ -30,7 +30,7 @@ from cmt.lora_merge import lora_mode, save_merged
 from cmt.models import load_model, load_tokenizer, resolve_source
 from cmt.precision import device_for
 from cmt.results.store import append_rows, write_jsonl
-from cmt.stages.common import StageContext, method, require_checkpoint
+from cmt.stages.common import StageContext
 from cmt.trace import TraceProtocol
 
 
@@ -57,25 +57,11 @@ def print_table(rows: list[dict], title: str) -> None:
     console.print("accuracy % (strict accuracy %) per split; rows appended to the run store")
 
 
-def check_sampling(cfg) -> None:
-    """Reject eval settings that cannot run, before any model or data loads (:class:`ConfigError`)."""
-    if cfg.eval.backend not in ("hf", "vllm"):
-        raise ConfigError(f"eval.backend={cfg.eval.backend} is not one of hf, vllm")
-    if int(cfg.eval.samples) < 1:
-        raise ConfigError(f"eval.samples={cfg.eval.samples} must be at least 1")
-    if int(cfg.eval.samples) > 1 and float(cfg.eval.temperature) <= 0:
-        raise ConfigError(f"eval.samples={cfg.eval.samples} needs eval.temperature > 0 (greedy samples are identical)")
-    if cfg.eval.backend == "vllm":
-        vllm_engine.require_vllm("eval.backend")
-        vllm_engine.validate_vllm_config(cfg.vllm)
-
-
 def run(ctx: StageContext) -> dict[str, float]:
     """Evaluate every method of ``eval.methods``; returns ``<method>/<split>/<metric>`` values."""
     cfg = ctx.cfg
-    # Fail on a bad setting, a missing checkpoint or an unknown method before any model or data loads.
-    check_sampling(cfg)
-    checkpoints = {name: require_checkpoint(cfg, method(name).name) for name in cfg.eval.methods}
+    # Fail on a missing checkpoint before any model or data loads (the settings were checked by validate_config).
+    checkpoints = {name: require_checkpoint(cfg, name) for name in cfg.eval.methods}
     sets: list[EvalSet] = eval_sets(cfg.benchmark, cfg.eval.n)
     samples, temperature = int(cfg.eval.samples), float(cfg.eval.temperature)
     rows, metrics = [], {}
@@ -122,7 +108,7 @@ def run(ctx: StageContext) -> dict[str, float]:
                             f"{eval_set.benchmark}-{eval_set.split}.jsonl", as_dicts(scored))
             training = ctx.training_cost(name)
             rows.append({
-                **ctx.row_identity(), "method": name, "stage": cfg.stage.name, "benchmark": eval_set.benchmark,
+                **ctx.row_identity(), "method": name, "benchmark": eval_set.benchmark,
                 "split": eval_set.split, "tag": eval_set.tag, **values,
                 "train_time_s": training.get("train_time_s"), "train_tokens": training.get("train_tokens"),
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -24,12 +24,13 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
+from cmt.artifacts import MissingInputError
 from cmt.data import synthetic
 from cmt.data.corpus import documents
 from cmt.data.sft import SFTDataModule, tokenize_documents
 from cmt.models import load_tokenizer, save_model
 from cmt.modules.sft import SFTModule
-from cmt.stages.common import MissingInputError, StageContext
+from cmt.stages.common import StageContext
 from cmt.stages.sft import build_trainer
 from cmt.teachers import KINDS
 from cmt.teachers.rule import RuleTeacher

@@ -1,9 +1,12 @@
 """``stage=ccrl`` and ``stage=rl``: RL from an SFT checkpoint of the same model.
 
 - ``ccrl`` (method ``comt_ccrl``) starts from the CoMT-SFT checkpoint with the configured reward
-  (``reward=ccrl`` by default: outcome plus calibrated step confidence).
+  (``reward=ccrl`` by default: outcome plus calibrated step confidence) and plans, then executes.
 - ``rl`` (method ``cot_sft_rl``, the paper's standard baseline) starts from the CoT-SFT checkpoint with
-  ``baseline_reward`` (``reward@baseline_reward=outcome_only`` by default: the outcome reward only).
+  ``baseline_reward`` (``reward@baseline_reward=outcome_only`` by default: the outcome reward only) and
+  answers directly.
+
+Each stage's config (conf/stage/ccrl.yaml, rl.yaml) declares its method, parent, reward node and trace.
 
 The config is validated before any model loads. The policy is trained by `cmt.modules.rl.RLModule` and
 saved where ``stage=eval`` looks for the method. Training checkpoints itself and resumes a killed run of the
@@ -23,6 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Sampler
 
+from cmt.artifacts import checkpoint_dir, require_checkpoint
 from cmt.checkpointing import Checkpointer
 from cmt.data.prompts import render_prompt
 from cmt.data.suite import rl_problems
@@ -30,13 +34,14 @@ from cmt.models import load_model, save_model
 from cmt.modules.rl import RLModule
 from cmt.rl.config import validate_rl_config
 from cmt.rl.critic import Critic
-from cmt.stages.common import StageContext, checkpoint_dir, method, require_checkpoint
+from cmt.stages.common import StageContext
 from cmt.stages.sft import build_trainer
 from cmt.trace import TraceProtocol
 
 # The config nodes that decide what an RL run computes: a checkpoint made under other values is not resumed.
 FINGERPRINT_KEYS = ("seed", "model", "prompt", "rl", "reward", "baseline_reward", "teach.n", "benchmark", "trainer",
-                    "stage.trace", "stage.plan_end", "stage.execution_cue", "stage.chat_execution_cue")
+                    "stage.parent", "stage.reward", "stage.trace", "stage.plan_end", "stage.execution_cue",
+                    "stage.chat_execution_cue")
 
 
 def step_indices(n_problems: int, steps: int, per_step: int, seed: int) -> list[int]:
@@ -102,9 +107,9 @@ def build_critic(cfg, checkpoint) -> Critic:
     return Critic(trunk.model, trunk.config.hidden_size).train()
 
 
-def trace_protocol(cfg, method_name: str, tokenizer=None) -> TraceProtocol:
-    """How ``method_name`` generates in RL: ``stage.trace`` for CCRL (``stage=ccrl``, or a pipeline's ccrl
-    step), always ``direct`` for the CoT-SFT + RL baseline, whose student writes its numbers in one go.
+def trace_protocol(cfg, tokenizer=None) -> TraceProtocol:
+    """How the stage's student generates in RL: ``stage.trace`` (``plan_execute`` for CCRL, ``direct`` for the
+    CoT-SFT + RL baseline, whose student writes its numbers in one go).
 
     The execution cue is ``stage.chat_execution_cue`` when prompts go through the tokenizer's chat template
     (a cue that reads as the assistant's own words), else ``stage.execution_cue``.
@@ -112,8 +117,6 @@ def trace_protocol(cfg, method_name: str, tokenizer=None) -> TraceProtocol:
     Raises:
         ConfigError: A bad ``stage.trace``, ``stage.plan_end`` or cue (one line naming the key).
     """
-    if method_name != "comt_ccrl":
-        return TraceProtocol()
     node = dict(cfg.stage)
     chat = bool(cfg.prompt.use_chat_template) and getattr(tokenizer, "chat_template", None)
     if chat and node.get("chat_execution_cue") is not None:
@@ -141,13 +144,13 @@ def rollout_engine(cfg, parent, policy, tokenizer):
                         None if merge else lora_rank)
 
 
-def run(ctx: StageContext, method_name: str) -> dict[str, float]:
-    """Train ``method_name`` (``comt_ccrl`` or ``cot_sft_rl``) by RL and save it."""
+def run(ctx: StageContext) -> dict[str, float]:
+    """Train the stage's ``method`` (``comt_ccrl``, ``cot_sft_rl``) by RL from its ``parent`` and save it."""
     cfg = ctx.cfg
-    reward_cfg = cfg.baseline_reward if method_name == "cot_sft_rl" else cfg.reward
+    method_name = str(cfg.stage.method)
+    reward_cfg = cfg[str(cfg.stage.reward)]
     reward = validate_rl_config(cfg.rl, reward_cfg)
-    spec = method(method_name)
-    parent = require_checkpoint(cfg, spec.parent)
+    parent = require_checkpoint(cfg, str(cfg.stage.parent))
     steps, per_step = int(cfg.rl.steps), int(cfg.rl.prompts_per_step)
     # Neither set holds a question SFT trained on (fresh problems on the synthetic world; held-out validation).
     chosen = rl_problems(cfg.benchmark, cfg.teach.n, steps * per_step, int(cfg.rl.val_n))
@@ -163,7 +166,7 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
     def render(question: str) -> str:
         return render_prompt(question, cfg.prompt.template, tokenizer, cfg.prompt.use_chat_template)
 
-    trace = trace_protocol(cfg, method_name, tokenizer)
+    trace = trace_protocol(cfg, tokenizer)
     engine = rollout_engine(cfg, parent, policy, tokenizer) if cfg.rl.get("rollout", "hf") == "vllm" else None
     module = RLModule(policy, tokenizer, train, val_problems, render, cfg.rl, reward, instantiate(cfg.rl.optimizer),
                       reference=reference, critic=critic, critic_optimizer=critic_optimizer,

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 
+from cmt.artifacts import MissingInputError, checkpoint_dir, require_checkpoint, training_set_path
 from cmt.checkpointing import Checkpointer
 from cmt.data.prompts import render_prompt
 from cmt.data.sft import SFTDataModule, tokenize_pairs
@@ -24,17 +25,12 @@ from cmt.models import load_model, save_model
 from cmt.modules.sft import SFTModule
 from cmt.precision import resolve_precision
 from cmt.results.store import read_jsonl
-from cmt.stages.common import (
-    MissingInputError,
-    StageContext,
-    checkpoint_dir,
-    method,
-    training_set_path,
-)
+from cmt.stages.common import StageContext
 from cmt.stages.reuse import ModelStore, StoredModel, restore, reuse_key
 
 # The config nodes that decide what an SFT run computes: a checkpoint made under other values is not resumed.
-FINGERPRINT_KEYS = ("seed", "model", "prompt", "sft", "teach", "benchmark", "teacher", "trainer")
+FINGERPRINT_KEYS = ("seed", "model", "prompt", "sft", "teach", "benchmark", "teacher", "trainer", "stage.parent",
+                    "stage.data")
 
 
 def build_trainer(ctx: StageContext, max_epochs: int, checkpointer: Checkpointer | None = None, **overrides):
@@ -49,15 +45,15 @@ def build_trainer(ctx: StageContext, max_epochs: int, checkpointer: Checkpointer
     return instantiate(ctx.cfg.trainer, max_epochs=max_epochs, logger=ctx.logger or False, **overrides)
 
 
-def run(ctx: StageContext, method_name: str) -> dict[str, float]:
-    """Train ``method_name`` (``comt_sft`` or ``cot_sft``) and save it, or with ``reuse_sft`` link in the model
-    an earlier job trained the same way (training and publishing it when there is none); returns the final
-    losses and timings."""
+def run(ctx: StageContext) -> dict[str, float]:
+    """Train the stage's ``method`` (``comt_sft``, ``cot_sft``) from its ``parent`` on its ``data`` and save it,
+    or with ``reuse_sft`` link in the model an earlier job trained the same way (training and publishing it
+    when there is none); returns the final losses and timings."""
     cfg = ctx.cfg
-    spec = method(method_name)
-    data_path = training_set_path(cfg, spec.trace)
+    method_name = str(cfg.stage.method)
+    data_path = training_set_path(cfg, str(cfg.stage.data))
     if not data_path.is_file():
-        raise MissingInputError(f"no {spec.trace} training set at {data_path}; run `python run.py stage=teach` "
+        raise MissingInputError(f"no {cfg.stage.data} training set at {data_path}; run `python run.py stage=teach` "
                                 "with the same benchmark and teacher first (or stage=pipeline)")
     out = checkpoint_dir(cfg, method_name)
     if not cfg.get("reuse_sft"):
@@ -76,12 +72,11 @@ def run(ctx: StageContext, method_name: str) -> dict[str, float]:
 def train(ctx: StageContext, method_name: str, data_path: Path, out: Path) -> dict[str, float]:
     """Train ``method_name`` on the training set at ``data_path`` and save it to ``out``."""
     cfg = ctx.cfg
-    spec = method(method_name)
     records = read_jsonl(data_path)
     if not records:
         raise ValueError(f"{data_path} has no training examples (the teacher's outputs were all filtered: see "
                          f"report.json beside it); fix the teacher or its filters and rerun stage=teach")
-    model, tokenizer = load_model(cfg.model)
+    model, tokenizer = load_model(cfg.model, require_checkpoint(cfg, str(cfg.stage.parent)))
     prompts = [render_prompt(r["question"], cfg.prompt.template, tokenizer, cfg.prompt.use_chat_template)
                for r in records]
     examples = tokenize_pairs(tokenizer, prompts, [r["target"] for r in records], cfg.sft.max_length,
@@ -95,7 +90,7 @@ def train(ctx: StageContext, method_name: str, data_path: Path, out: Path) -> di
     module = SFTModule(model, instantiate(cfg.sft.optimizer), instantiate(cfg.sft.scheduler),
                        logits_chunk_tokens=cfg.model.get("logits_chunk_tokens"))
     trainer = build_trainer(ctx, cfg.sft.epochs, checkpointer, limit_val_batches=1.0 if n_val else 0)
-    print(f"{method_name}: training {type(model).__name__} on {len(examples) - n_val} {spec.trace} traces "
+    print(f"{method_name}: training {type(model).__name__} on {len(examples) - n_val} {cfg.stage.data} traces "
           f"({cfg.sft.epochs} epochs, {trainer.precision} precision)")
     model.train()
     started = time.perf_counter()

@@ -6,22 +6,37 @@ does not check ``rl``, ``stage=teach`` does not check ``sft``. A wrong type, a v
 combination that cannot run fails with one line, ``key=value: what is allowed`` (a `ConfigError`, which
 `run.py` prints as ``error: ...`` and exits 1). docs/validation.md lists every check.
 
-Here: what every job reads, the pipeline's own node, and which checks each stage runs (`STAGE_CHECKS`).
-The checks of each node, one function per node: `cmt.validation.data` (prompt, benchmark, teach, teacher),
-`cmt.validation.training` (model, sft, trainer, resume, rl, trace, pretrain), `cmt.validation.evaluation`
-(eval). RL and reward settings are checked by `cmt.rl.config.validate_rl_config`, the same function the RL
-stage calls; the value helpers are shared with it (`cmt.config_checks`).
+Here: what every job reads, and which checks each stage function runs (`STAGE_CHECKS`, keyed by the
+``_target_`` of its config). The checks of each node, one function per node: `cmt.validation.data` (prompt,
+benchmark, teach, teacher), `cmt.validation.training` (model, sft, trainer, resume, rl, pretrain),
+`cmt.validation.evaluation` (eval), `cmt.validation.stages` (a stage's method, data, reward and trace; the
+pipeline's steps and their inputs). RL and reward settings are checked by `cmt.rl.config.validate_rl_config`,
+the same function the RL stage calls; the value helpers are shared with it (`cmt.config_checks`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 
 from omegaconf import DictConfig
 
-from cmt.config_checks import choice, fail, get, has, integer, sequence, string
+from cmt.config_checks import choice, has, integer, string
 from cmt.validation.data import check_benchmark, check_prompt, check_teach, check_teacher
 from cmt.validation.evaluation import check_eval
+from cmt.validation.stages import (
+    EVAL,
+    PIPELINE,
+    RL,
+    SFT,
+    TEACH,
+    check_method,
+    check_pipeline_inputs,
+    check_sft_data,
+    check_trace,
+    pipeline_steps,
+)
 from cmt.validation.training import (
     check_model,
     check_pretrain,
@@ -29,13 +44,19 @@ from cmt.validation.training import (
     check_rl,
     check_sft,
     check_strategy,
-    check_trace,
     check_trainer,
 )
 
 LOGGER_MODES = ("auto", "online", "offline", "disabled")
 
 Check = Callable[[DictConfig], None]
+
+
+@dataclass(frozen=True)
+class OfStage:
+    """A check of one stage node: called as ``check(cfg, stage=<key of the node>)``."""
+
+    check: Callable[..., None]
 
 
 def check_common(cfg: DictConfig) -> None:
@@ -49,47 +70,38 @@ def check_common(cfg: DictConfig) -> None:
         choice(cfg, "logger.mode", LOGGER_MODES)
 
 
-def check_pipeline(cfg: DictConfig) -> None:
-    """``stage=pipeline``: known steps (not pipeline itself); the compared methods are checked as eval's."""
-    steps = sequence(cfg, "stage.steps")
-    allowed = [name for name in STAGE_CHECKS if name != "pipeline"]
-    if unknown := [s for s in steps if s not in allowed]:
-        raise fail("stage.steps", steps, f"unknown steps {unknown}; choose from {', '.join(allowed)}")
-    sequence(cfg, "stage.compare", non_empty=False)
-
-
-def _eval_of_pipeline(cfg: DictConfig) -> None:
-    check_eval(cfg, "stage.compare")
-
-
-# What each stage reads, checked in this order (a pipeline checks its own node, then each step's).
-STAGE_CHECKS: dict[str, tuple[Check, ...]] = {
-    "pretrain": (check_pretrain, check_trainer, check_strategy),
-    "teach": (check_benchmark, check_teacher, check_teach),
-    "comt_sft": (check_model, check_prompt, check_sft, check_trainer, check_strategy, check_resume),
-    "cot_sft": (check_model, check_prompt, check_sft, check_trainer, check_strategy, check_resume),
-    "ccrl": (check_model, check_prompt, check_benchmark, lambda cfg: check_rl(cfg, "reward"), check_trace,
-             check_trainer, check_resume),
-    "rl": (check_model, check_prompt, check_benchmark, lambda cfg: check_rl(cfg, "baseline_reward"),
-           check_trainer, check_resume),
-    "eval": (check_model, check_prompt, check_benchmark, check_eval),
-    "pipeline": (check_pipeline,),
+# What each stage function reads, checked in this order: checks of the whole config, and checks of the stage's
+# own node (`OfStage`: ``stage``, or ``stage.stages.<step>`` for a pipeline's step).
+STAGE_CHECKS: dict[str, tuple[Check | OfStage, ...]] = {
+    "cmt.stages.pretrain.run": (check_pretrain, check_trainer, check_strategy),
+    TEACH: (check_benchmark, check_teacher, check_teach),
+    SFT: (check_model, check_prompt, OfStage(check_method), OfStage(check_sft_data), check_sft, check_trainer,
+          check_strategy, check_resume),
+    RL: (check_model, check_prompt, check_benchmark, OfStage(check_method), OfStage(check_rl), OfStage(check_trace),
+         check_trainer, check_resume),
+    EVAL: (check_model, check_prompt, check_benchmark, check_eval),
+    PIPELINE: (check_pipeline_inputs,),
 }
 
 
 def stage_checks(cfg: DictConfig) -> list[Check]:
     """The checks of the job's stage (of each step, for a pipeline), each once, in order."""
-    name = choice(cfg, "stage.name", tuple(STAGE_CHECKS))
-    if name != "pipeline":
-        return list(STAGE_CHECKS[name])
-    check_pipeline(cfg)
-    ordered: list[Check] = []
-    for step in get(cfg, "stage.steps"):
-        for check in STAGE_CHECKS[step]:
-            check = _eval_of_pipeline if check is check_eval else check
-            if check not in ordered:
-                ordered.append(check)
-    return ordered
+    nodes = ["stage"]
+    if _target(cfg, "stage") == PIPELINE:
+        nodes = pipeline_steps(cfg) + nodes
+    ordered: dict[tuple, Check] = {}
+    for node in nodes:
+        for check in STAGE_CHECKS[_target(cfg, node)]:
+            if isinstance(check, OfStage):
+                ordered.setdefault((check.check, node), partial(check.check, stage=node))
+            else:
+                ordered.setdefault((check, None), check)
+    return list(ordered.values())
+
+
+def _target(cfg: DictConfig, node: str) -> str:
+    """The stage function a stage node names (``<node>._target_``), one that has checks."""
+    return choice(cfg, f"{node}._target_", tuple(STAGE_CHECKS))
 
 
 def validate_config(cfg: DictConfig) -> None:

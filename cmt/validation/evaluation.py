@@ -14,13 +14,12 @@ INF = math.inf
 EVAL_BACKENDS = ("hf", "vllm")
 
 
-def check_eval(cfg: DictConfig, methods_key: str = "eval.methods") -> None:
-    """Evaluation: the methods, sizes, calibration bins, sampling and the generation backend."""
-    from cmt.stages.common import METHODS  # here: cmt.stages imports this module
-
-    methods = sequence(cfg, methods_key, non_empty=methods_key == "eval.methods")
-    if unknown := [m for m in methods if m not in METHODS]:
-        raise fail(methods_key, methods, f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+def check_eval(cfg: DictConfig) -> None:
+    """Evaluation: the methods (each checkpoint is looked up when the eval starts, before anything loads), sizes,
+    calibration bins, sampling and the generation backend."""
+    methods = sequence(cfg, "eval.methods")
+    if not all(isinstance(m, str) and m for m in methods) or len(set(methods)) != len(methods):
+        raise fail("eval.methods", methods, "name each method once: base and/or trained methods such as comt_sft")
     integer(cfg, "eval.n", optional=True)
     for key in ("max_new_tokens", "batch_size", "ece_bins"):
         positive_int(cfg, f"eval.{key}")

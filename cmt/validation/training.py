@@ -1,5 +1,5 @@
 """Config checks of the student and its training: the model (and LoRA), SFT, the Lightning Trainer and its
-strategy, resume checkpoints, RL with its reward, CCRL's trace protocol, and pretraining. Part of
+strategy, resume checkpoints, RL with its reward, and pretraining. Part of
 `cmt.validation`; one function per node, each failing with one ``key=value: what is allowed`` line.
 """
 
@@ -26,7 +26,7 @@ from cmt.errors import ConfigError, ModelNotFoundError
 from cmt.gguf import PACKAGE_PREFIX, is_gguf
 from cmt.models import ATTENTION_IMPLEMENTATIONS, DTYPES, locate_source
 from cmt.rl.config import validate_rl_config
-from cmt.trace import TraceProtocol
+from cmt.validation.stages import check_reward_node
 
 INF = math.inf
 RESUME_MODES = ("auto", "never")
@@ -151,8 +151,9 @@ def check_resume(cfg: DictConfig) -> None:
     positive_int(cfg, "checkpoint.keep")
 
 
-def check_rl(cfg: DictConfig, reward_key: str) -> None:
-    """The rl node with the stage's reward (`validate_rl_config`), and what RL reads from elsewhere."""
+def check_rl(cfg: DictConfig, stage: str) -> None:
+    """The rl node with the reward node the stage names (`validate_rl_config`), and what RL reads elsewhere."""
+    reward_key = check_reward_node(cfg, stage)
     try:
         validate_rl_config(cfg.rl, get(cfg, reward_key))
     except ConfigError as error:
@@ -172,15 +173,6 @@ def check_rl(cfg: DictConfig, reward_key: str) -> None:
         raise fail("trainer.precision", precision, "the RL stages step their optimizers themselves, and float16's "
                                                    "loss scaling would reach the gradient clipping unscaled: use "
                                                    "bf16-mixed or 32-true")
-
-
-def check_trace(cfg: DictConfig) -> None:
-    """How CCRL's student generates (``stage.trace`` and its cues; `cmt.trace`), for stage=ccrl and pipelines."""
-    node = get(cfg, "stage")
-    TraceProtocol.from_mapping(node)
-    cue = node.get("chat_execution_cue")
-    if cue is not None and (not isinstance(cue, str) or not cue.strip()):
-        raise fail("stage.chat_execution_cue", cue, "must be a non-blank string, or null to use stage.execution_cue")
 
 
 def check_pretrain(cfg: DictConfig) -> None:

@@ -19,8 +19,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from cmt.artifacts import checkpoint_dir, training_set_path
 from cmt.checkpointing import fingerprint
-from cmt.stages.common import checkpoint_dir, training_set_path
 from cmt.stages.sft import FINGERPRINT_KEYS
 from tests.conftest import CONF, ROOT
 

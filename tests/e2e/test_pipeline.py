@@ -29,6 +29,7 @@ def test_default_pipeline_writes_rows_predictions_and_an_offline_wandb_run(tmp_p
         for s in ("id", "ood_templates", "ood_steps", "ood_numbers", "ood_renamed")}
     assert all(r["n"] == 8 and 0 <= r["accuracy"] <= 1 for r in rows)
     assert all(r["train_time_s"] > 0 for r in rows if r["method"] != "base")
+    assert {r["stage"] for r in rows} == {"pipeline"}  # the job's stage, though its eval step wrote them
     assert len(list((tmp_path / "job" / "predictions" / "comt_sft").glob("*.jsonl"))) == 5
     assert list((tmp_path / "job" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert "comt_ccrl" in out.stdout and "ood_renamed" in out.stdout
@@ -55,6 +56,24 @@ def test_cot_sft_runs_after_teach_logs_csv_and_eval_finds_its_checkpoint_and_tra
     assert all((r["train_time_s"], r["train_tokens"]) == (training["train_time_s"], training["train_tokens"])
                for r in rows if r["method"] == "cot_sft")
     assert all(r["train_time_s"] is None for r in rows if r["method"] == "base")
+
+
+def test_a_method_declared_in_the_stage_config_trains_from_its_parent_and_is_evaluated(tmp_path):
+    """CCRL from the CoT-SFT checkpoint: a new method made by overriding what conf/stage/ccrl.yaml declares."""
+    assert _run(tmp_path, "stage=teach").returncode == 0
+    assert _run(tmp_path, "stage=cot_sft").returncode == 0
+    out = _run(tmp_path, "stage=ccrl", "stage.parent=cot_sft", "stage.method=cot_ccrl", "rl.steps=1",
+               "rl.val_interval=1")
+    assert out.returncode == 0, out.stderr[-3000:]
+    (folder,) = (tmp_path / "artifacts").glob("**/cot_ccrl")
+    assert "cot_ccrl: 1 RL steps" in out.stdout and f"from {folder.parent / 'cot_sft' / 'model'}" in out.stdout
+    assert json.loads((folder / "model" / "trace.json").read_text())["name"] == "plan_execute"
+    out = _run(tmp_path, "stage=eval", "eval.methods=[cot_ccrl]")
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "results" / "runs.jsonl").read_text().splitlines()]
+    assert {(r["method"], r["stage"]) for r in rows} == {("cot_ccrl", "eval")} and rows[0]["train_time_s"] > 0
+    missing = _run(tmp_path, "stage=eval", "eval.methods=[cot_ccrll]")
+    assert missing.returncode != 0 and "no cot_ccrll checkpoint" in missing.stderr
 
 
 def test_ccrl_logs_every_rl_step(tmp_path):

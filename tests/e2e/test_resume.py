@@ -22,9 +22,9 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 from safetensors.torch import load_file
 
+from cmt.artifacts import checkpoint_dir
 from cmt.checkpointing import PREEMPTED_EXIT, read_meta, saved
 from cmt.stages import run
-from cmt.stages.common import checkpoint_dir
 from tests.conftest import FAST, ROOT, compose_config
 
 BASE = [*[o for o in FAST if not o.startswith(("logger=", "sft.", "rl."))], "logger=csv",

@@ -16,12 +16,12 @@ import torch
 from safetensors import safe_open
 
 from cmt import gguf
+from cmt.artifacts import checkpoint_dir
 from cmt.data.prompts import render_prompt
 from cmt.data.sft import collate, tokenize_pairs
 from cmt.models import load_model, locate_source, resolve_source
 from cmt.modules.sft import SFTModule
 from cmt.stages import run as run_stage
-from cmt.stages.common import checkpoint_dir
 from tests.conftest import ROOT
 from tests.real_model.conftest import DATA, RL_SMALL, SOURCE
 

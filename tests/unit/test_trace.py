@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from cmt.artifacts import checkpoint_dir
 from cmt.data.prompts import render_prompt
 from cmt.data.synthetic import generate
 from cmt.errors import ConfigError
@@ -20,7 +21,8 @@ from cmt.models import save_model
 from cmt.modules.rl import RLModule
 from cmt.rl.config import validate_rl_config
 from cmt.stages import evaluate as eval_stage
-from cmt.stages.common import StageContext, checkpoint_dir
+from cmt.stages.common import StageContext
+from cmt.stages.pipeline import step_config
 from cmt.stages.rl import trace_protocol
 from cmt.trace import PROTOCOL_FILE, TraceProtocol, cut_plan, generate_traced
 from cmt.validation import validate_config
@@ -82,7 +84,7 @@ def test_rl_rollouts_under_plan_execute_are_executions_whose_prompt_holds_the_pl
                       validate_rl_config(cfg.rl, cfg.reward), lambda params: torch.optim.AdamW(params, lr=1e-3),
                       trace=PLAN_EXECUTE)
     module.generator.manual_seed(0)
-    rollouts, sampled, inputs = module._rollout(problems)
+    rollouts, sampled, inputs = module.sampler.rollouts(problems)
     assert inputs["input_ids"].shape[0] == 4 == len(rollouts)  # one prompt per rollout: its own plan
     for row, r in enumerate(rollouts):
         prompt = tokenizer.decode(inputs["input_ids"][row][inputs["attention_mask"][row].bool()])
@@ -91,7 +93,7 @@ def test_rl_rollouts_under_plan_execute_are_executions_whose_prompt_holds_the_pl
         assert r.problem_index == row // 2
         # The rollout's log-probs are the policy's on the execution, given that prompt.
         assert len(r.token_ids) == int(sampled.lengths[row]) and all(x <= 0 for x in r.logprobs)
-    batch, metrics = module._score(problems)  # the update's tensors line each rollout up with its own prompt
+    batch, metrics = module.score(problems)  # the update's tensors line each rollout up with its own prompt
     assert batch.input_ids.shape[0] == 4 and torch.equal(batch.owner, torch.arange(4))
     assert metrics["train/steps_per_rollout"] >= metrics["train/intermediate_steps_per_rollout"] >= 0
 
@@ -110,17 +112,21 @@ def test_the_protocol_is_saved_and_loaded_and_bad_values_are_one_line_errors(tmp
 
 
 def test_stage_configs_choose_the_trace_per_method(cfg_factory):
-    ccrl = cfg_factory(["stage=ccrl"])
-    assert trace_protocol(ccrl, "comt_ccrl") == PLAN_EXECUTE
-    assert trace_protocol(ccrl, "cot_sft_rl").name == "direct"  # the CoT baseline answers in one go
-    assert trace_protocol(cfg_factory(["stage=ccrl", "stage.trace=direct"]), "comt_ccrl").name == "direct"
-    assert trace_protocol(cfg_factory([]), "comt_ccrl") == PLAN_EXECUTE  # the default pipeline's ccrl step
+    assert trace_protocol(cfg_factory(["stage=ccrl"])) == PLAN_EXECUTE
+    assert trace_protocol(cfg_factory(["stage=rl"])).name == "direct"  # the CoT baseline answers in one go
+    assert trace_protocol(cfg_factory(["stage=ccrl", "stage.trace=direct"])).name == "direct"
+    # The default pipeline's steps, as the pipeline runs them; its stage.trace reaches the ccrl step.
+    assert trace_protocol(step_config(cfg_factory([]), "ccrl")) == PLAN_EXECUTE
+    assert trace_protocol(step_config(cfg_factory(["stage.trace=direct"]), "ccrl")).name == "direct"
+    assert trace_protocol(step_config(cfg_factory([]), "rl")).name == "direct"
     with pytest.raises(ConfigError, match=r"stage.trace='plan'"):
         validate_config(cfg_factory(["stage=ccrl", "stage.trace=plan"]))
     with pytest.raises(ConfigError, match=r"^stage.chat_execution_cue=''"):
         validate_config(cfg_factory(["stage=ccrl", "stage.chat_execution_cue=''"]))
-    with pytest.raises(ConfigError, match=r"stage.trace='plan'"):
+    with pytest.raises(ConfigError, match=r"^stage.stages.ccrl.trace='plan'"):
         validate_config(cfg_factory(["stage.trace=plan"]))
+    with pytest.raises(ConfigError, match=r"^stage.stages.ccrl.plan_end=''"):
+        validate_config(cfg_factory(["stage.stages.ccrl.plan_end=''"]))
 
 
 def test_eval_generates_a_method_the_way_its_checkpoint_says(tiny, cfg_factory):
@@ -149,13 +155,12 @@ def test_eval_generates_a_method_the_way_its_checkpoint_says(tiny, cfg_factory):
     assert [s.output for s in direct] != [s.output for s in planned]
 
 
-
 def test_a_chat_template_student_gets_the_chat_cue(tiny, cfg_factory):
     _, tokenizer = tiny
     chat = type(tokenizer).from_pretrained(tokenizer.name_or_path)
     chat.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<assistant>"
     cfg = cfg_factory(["stage=ccrl"])
-    assert trace_protocol(cfg, "comt_ccrl", chat).cue == cfg.stage.chat_execution_cue
-    assert trace_protocol(cfg, "comt_ccrl", tokenizer).cue == "\nExecution:"  # the tiny model has no template
+    assert trace_protocol(cfg, chat).cue == cfg.stage.chat_execution_cue
+    assert trace_protocol(cfg, tokenizer).cue == "\nExecution:"  # the tiny model has no template
     plain = cfg_factory(["stage=ccrl", "prompt.use_chat_template=false"])
-    assert trace_protocol(plain, "comt_ccrl", chat).cue == "\nExecution:"
+    assert trace_protocol(plain, chat).cue == "\nExecution:"

@@ -45,9 +45,10 @@ def test_vllm_generates_a_plan_then_execute_method_as_the_built_in_loop_does(tmp
                                                                              monkeypatch):
     """A checkpoint saved with ``trace.json`` (plan_execute, as CCRL saves it) is generated in its two phases by
     either backend; greedy in float32, the saved outputs (plan + cue + execution) are the same."""
+    from cmt.artifacts import checkpoint_dir
     from cmt.models import save_model
     from cmt.stages import evaluate as eval_stage
-    from cmt.stages.common import StageContext, checkpoint_dir
+    from cmt.stages.common import StageContext
     from cmt.trace import TraceProtocol
 
     for key, value in vllm_environment(tmp_path).items():
@@ -74,9 +75,10 @@ def test_a_lora_checkpoint_evaluated_merged_by_vllm_answers_as_the_built_in_loop
     import torch
     from peft import LoraConfig, get_peft_model
 
+    from cmt.artifacts import checkpoint_dir
     from cmt.models import save_model
     from cmt.stages import evaluate as eval_stage
-    from cmt.stages.common import StageContext, checkpoint_dir
+    from cmt.stages.common import StageContext
 
     for key, value in vllm_environment(tmp_path).items():
         monkeypatch.setenv(key, value)
