@@ -2,10 +2,10 @@
 
 One RL step, in ``training_step``:
 
-1. **generate**: sample ``group_size`` completions per prompt with the KV cache, keeping each token's
-   log-prob (these are PPO's old log-probs: the policy has not moved yet, and RL runs without dropout, so
-   they are not recomputed; with ``rl.rollout=vllm`` a colocated vLLM engine samples, and the trainer's
-   forward recomputes them); DAPO's dynamic sampling samples more groups until enough of them vary;
+1. **generate** (`cmt.rl.rollouts`): sample ``group_size`` completions per prompt with the KV cache, keeping
+   each token's log-prob (these are PPO's old log-probs: the policy has not moved yet, and RL runs without
+   dropout, so they are not recomputed; with ``rl.rollout=vllm`` a colocated vLLM engine samples, and the
+   trainer's forward recomputes them); DAPO's dynamic sampling samples more groups until enough of them vary;
 2. **score**: reward terms (`cmt.rewards`), the KL penalty to the frozen reference, critic values (PPO),
    advantages (`cmt.rl.advantages`);
 3. **update**: ``epochs`` passes over the rollouts in mini-batches of ``mini_batch_size`` (one optimizer
@@ -30,12 +30,9 @@ import torch
 from omegaconf import DictConfig
 
 from cmt.data.problem import Problem
-from cmt.eval.evaluate import Completion
 from cmt.eval.traced import evaluate_traced
-from cmt.generation import Sampled, left_pad, sample
 from cmt.lm_head import split_head
 from cmt.rewards.combine import RewardConfig, compute_rewards
-from cmt.rewards.types import rollouts_from_sampled
 from cmt.rl.advantages import AdvantageInputs, agreeing_groups, compute_advantages
 from cmt.rl.batch import Batch, completion_slice, per_rollout
 from cmt.rl.critic import Critic
@@ -46,9 +43,10 @@ from cmt.rl.losses import aggregate, kl_penalty, policy_loss, value_loss
 from cmt.rl.masked import explained_variance, masked_mean
 from cmt.rl.metrics import rollout_metrics
 from cmt.rl.reference import reference_model
+from cmt.rl.rollouts import RolloutSampler
 from cmt.rl.settings import RLSettings
 from cmt.rl.vllm_rollouts import truncated_importance_weights
-from cmt.trace import TraceProtocol, generate_traced
+from cmt.trace import TraceProtocol
 
 
 class RLModule(pl.LightningModule):
@@ -110,9 +108,9 @@ class RLModule(pl.LightningModule):
         self.rollout_engine = rollout_engine
         if logits_chunk_tokens is not None:
             split_head(policy)
-        # The rollouts' sampler, seeded from the job's seed; a resumed run restores its state instead.
+        # The rollouts' random numbers, seeded from the job's seed; a resumed run restores their state instead.
         self.generator = torch.Generator().manual_seed(int(torch.initial_seed()) % (2**63))
-        self.eos_ids = sorted({tokenizer.eos_token_id, tokenizer.pad_token_id} - {None})
+        self.sampler = RolloutSampler(policy, tokenizer, render, self.trace, self.rl, self.generator, rollout_engine)
         self.history: list[dict[str, float]] = []
 
     # ---------------------------------------------------------------- setup
@@ -168,58 +166,6 @@ class RLModule(pl.LightningModule):
         """(B, T) log-probs of the completion tokens under ``model`` (sampling temperature), and their entropies."""
         return completion_logprobs(model, rows, self.rl.temperature, self.logits_chunk_tokens, entropy)
 
-    @torch.no_grad()
-    def _rollout(self, problems: Sequence[Problem]):
-        """Sample ``group_size`` completions per problem under the trace protocol, laid out group by group.
-
-        ``direct``: the completions of the rendered prompts (``inputs`` has one row per problem).
-        ``plan_execute``: each sampled plan, cut and followed by the execution cue, is the prompt of its
-        rollout (``inputs`` has one row per rollout), and the execution is the completion (`cmt.trace`).
-        """
-        group = self.rl.group_size
-        pad_id = self.tokenizer.pad_token_id
-        if self.rollout_engine is not None:
-            self.rollout_engine.sync(self.policy)
-
-        def generate(prompts: Sequence[str], num_samples: int) -> list[Completion]:
-            out = self._sample(prompts, num_samples)
-            lengths = out.lengths.tolist()
-            return [Completion("", out.tokens[j, :n].tolist(), out.logprobs[j, :n].tolist(), bool(out.finished[j]))
-                    for j, n in enumerate(lengths)]
-
-        prompts = [self.render(p.question) for p in problems]
-        traced = generate_traced(generate, self.tokenizer, prompts, self.trace, group)
-        if self.trace.name == "plan_execute":
-            prompts = [t.prompt for t in traced]
-        inputs = left_pad(self.tokenizer, prompts, self.device)
-        lengths = [len(t.completion.token_ids) for t in traced]
-        tokens = torch.full((len(traced), max(lengths)), pad_id, dtype=torch.long, device=self.device)
-        logprobs = torch.zeros(tokens.shape, dtype=torch.float32, device=self.device)
-        for row, (t, n) in enumerate(zip(traced, lengths, strict=True)):
-            tokens[row, :n] = torch.tensor(t.completion.token_ids, device=self.device)
-            logprobs[row, :n] = torch.tensor(t.completion.logprobs, device=self.device)
-        sampled = Sampled(tokens, logprobs, torch.tensor(lengths, device=self.device),
-                          torch.tensor([t.completion.finished for t in traced], device=self.device))
-        rollouts = rollouts_from_sampled(self.tokenizer, sampled, [i // group for i in range(len(problems) * group)])
-        return rollouts, sampled, inputs
-
-    def _sample(self, prompts: Sequence[str], num_samples: int) -> Sampled:
-        """``num_samples`` completions per prompt from the built-in sampler, or from the vLLM engine (synced
-        with the policy by the caller)."""
-        if self.rollout_engine is not None:
-            seed = int(torch.randint(2**31 - 1, (1,), generator=self.generator))
-            sampled = self.rollout_engine.sample(prompts, num_samples, self.rl.max_new_tokens,
-                                                 self.rl.temperature, seed)
-            return Sampled(*(t.to(self.device) for t in (sampled.tokens, sampled.logprobs, sampled.lengths,
-                                                          sampled.finished)))
-        inputs = left_pad(self.tokenizer, prompts, self.device)
-        self.policy.eval()
-        sampled = sample(self.policy, **inputs, max_new_tokens=self.rl.max_new_tokens, eos_ids=self.eos_ids,
-                         pad_id=self.tokenizer.pad_token_id, temperature=self.rl.temperature,
-                         generator=self.generator, num_samples=num_samples)
-        self.policy.train()
-        return sampled
-
     def _refill(self, first: SamplingRound) -> tuple[SamplingRound, dict[str, float]]:
         """DAPO's dynamic sampling: sample more groups until ``prompts_per_step`` groups whose rewards vary are
         found, or ``dynamic_sampling.max_rounds`` rounds were sampled; the batch of the kept groups.
@@ -235,7 +181,7 @@ class RLModule(pl.LightningModule):
             started = time.perf_counter()
             problems = [self.problems[int(i)] for i in torch.randint(len(self.problems), (target,),
                                                                      generator=self.generator)]
-            rollouts, sampled, inputs = self._rollout(problems)
+            rollouts, sampled, inputs = self.sampler.rollouts(problems)
             generate_time += time.perf_counter() - started
             scores = compute_rewards(rollouts, problems, self.reward).scores()
             rounds.append(SamplingRound(problems, rollouts, sampled, inputs, varied_groups(scores, group, tolerance)))
@@ -248,14 +194,14 @@ class RLModule(pl.LightningModule):
         return SamplingRound(problems, rollouts, sampled, inputs, torch.ones(len(rollouts), dtype=torch.bool)), metrics
 
     @torch.no_grad()
-    def _score(self, problems: Sequence[Problem]) -> tuple[Batch, dict[str, float]]:
+    def score(self, problems: Sequence[Problem]) -> tuple[Batch, dict[str, float]]:
         """Rollouts, rewards, KL penalty, values and advantages of one step.
 
         The logged rollout statistics (accuracy, rewards, calibration) are those of the step's own problems,
         before dynamic sampling picks groups to train on.
         """
         group = self.rl.group_size
-        rollouts, sampled, inputs = self._rollout(problems)
+        rollouts, sampled, inputs = self.sampler.rollouts(problems)
         started = time.perf_counter()
         rewards = compute_rewards(rollouts, problems, self.reward)
         outcomes = torch.tensor(rewards.terms["outcome"], dtype=torch.float32)
@@ -337,7 +283,7 @@ class RLModule(pl.LightningModule):
                 num_tokens = float(batch.mask[minibatch].sum())
                 # Gradients add up over the micro-batches, so how rollouts are grouped into them changes no result.
                 for index in batch.chunks(minibatch, micro):
-                    loss, step_stats = self._loss(batch.rows(index), num_tokens, len(minibatch), update_policy)
+                    loss, step_stats = self.loss(batch.rows(index), num_tokens, len(minibatch), update_policy)
                     self.manual_backward(loss)
                     for name, value in step_stats.items():
                         stats.setdefault(name, []).append(value)
@@ -349,7 +295,7 @@ class RLModule(pl.LightningModule):
         means = {name: sum(values) / len(values) for name, values in stats.items()}
         return {**means, "train/updated_rollouts": float(len(kept) // mini * mini)}
 
-    def _loss(self, rows: dict[str, torch.Tensor], num_tokens: float, num_sequences: int, update_policy: bool = True
+    def loss(self, rows: dict[str, torch.Tensor], num_tokens: float, num_sequences: int, update_policy: bool = True
               ) -> tuple[torch.Tensor, dict[str, float]]:
         """The policy (+ KL in the loss, + critic) loss of one micro-batch, scaled to its share of the mini-batch;
         the critic's alone when not ``update_policy``."""
@@ -392,7 +338,7 @@ class RLModule(pl.LightningModule):
     def training_step(self, batch_indices: list[int], batch_idx: int) -> None:
         problems = [self.problems[int(i)] for i in batch_indices]
         started = time.perf_counter()
-        batch, metrics = self._score(problems)
+        batch, metrics = self.score(problems)
         metrics["timing/generate"] = time.perf_counter() - started - metrics["timing/score"]
         started = time.perf_counter()
         step = len(self.history)

@@ -80,13 +80,13 @@ def test_a_chunked_lm_head_gives_the_same_scores_losses_and_gradients(tiny, rl_c
                           logits_chunk_tokens=chunk)
         module.generator.manual_seed(0)
         model.train()
-        batch, _ = module._score(problems)
+        batch, _ = module.score(problems)
         # Advantages that are not all 0: the untrained model's rollouts are cut without an answer and score
         # alike (no answer counts as a confident wrong one), which would leave only the KL term's gradient.
         batch.fields["advantages"] = torch.linspace(-1, 1, batch.tokens.numel()).reshape(batch.tokens.shape)
         rows = batch.rows(torch.arange(batch.tokens.shape[0]))
         model.zero_grad(set_to_none=True)
-        loss, stats = module._loss(rows, float(batch.mask.sum()), batch.tokens.shape[0])
+        loss, stats = module.loss(rows, float(batch.mask.sum()), batch.tokens.shape[0])
         loss.backward()
         results.append((batch.tokens, batch.fields["ref_logprobs"] * batch.mask, loss.detach(), stats,
                         torch.cat([p.grad.flatten() for p in model.parameters()])))
@@ -152,7 +152,7 @@ def test_sampled_logprobs_are_the_policys_own_so_the_first_ratio_is_one(tiny, rl
     module = RLModule(model, tokenizer, generate("train", 4, seed=1), [],
                       lambda q: render_prompt(q, "Question: {question}\nAnswer:"), rl, reward,
                       lambda params: torch.optim.AdamW(params, lr=1e-3))
-    batch, _ = module._score(module.problems[:2])
+    batch, _ = module.score(module.problems[:2])
     rows = batch.rows(torch.arange(batch.tokens.shape[0]))
     with torch.no_grad():
         recomputed, _ = module._forward(model, rows)
@@ -169,7 +169,7 @@ def test_a_micro_batch_cut_to_its_rows_width_gives_the_full_width_results(tiny, 
     problems = generate("train", 4, seed=3)
     module = RLModule(model, tokenizer, problems, [], lambda q: render_prompt(q, "Question: {question}\nAnswer:"),
                       rl, reward, lambda params: torch.optim.AdamW(params, lr=1e-3))
-    batch, _ = module._score(problems)
+    batch, _ = module.score(problems)
     lengths = batch.prompt_lengths + batch.lengths
     assert len(set(lengths.tolist())) > 1, "rollouts of one length cannot show the cut"
     chunks = batch.chunks(range(len(lengths)), 4)
@@ -252,7 +252,7 @@ def test_a_lora_policys_reference_is_the_frozen_sft_adapter(tiny, rl_config, tmp
                       reference_adapter=adapter)
     modes = []
     hook = policy.register_forward_pre_hook(lambda module, args: modes.append(module.training))
-    batch, _ = module._score(module.problems[:2])
+    batch, _ = module.score(module.problems[:2])
     hook.remove()
     # Sampling and the reference pass ran in eval mode (no checkpointing, no dropout); the policy trains again.
     assert modes and not any(modes) and policy.training
@@ -293,7 +293,7 @@ def test_rl_trains_without_dropout_so_the_first_ratio_is_one(tiny, rl_config):
     module = RLModule(policy, tokenizer, generate("train", 4, seed=1), [],
                       lambda q: render_prompt(q, "Question: {question}\nAnswer:"), rl,
                       validate_rl_config(rl, reward_cfg), lambda params: torch.optim.AdamW(params, lr=1e-3))
-    batch, _ = module._score(module.problems[:2])
+    batch, _ = module.score(module.problems[:2])
     assert policy.training
     rows = batch.rows(torch.arange(batch.tokens.shape[0]))
     mask = rows["mask"].bool()
@@ -302,7 +302,7 @@ def test_rl_trains_without_dropout_so_the_first_ratio_is_one(tiny, rl_config):
         second, _ = module._forward(policy, rows)
     assert torch.equal(first[mask], second[mask])
     torch.testing.assert_close(first[mask], rows["old_logprobs"][mask], atol=2e-4, rtol=0)
-    _, stats = module._loss(rows, float(rows["mask"].sum()), rows["tokens"].shape[0])
+    _, stats = module.loss(rows, float(rows["mask"].sum()), rows["tokens"].shape[0])
     assert stats["train/clip_fraction"] == 0.0
 
 
@@ -325,14 +325,14 @@ def test_the_kl_loss_follows_loss_aggregation(tiny, rl_config):
                       lambda q: render_prompt(q, "Question: {question}\nAnswer:"), rl,
                       validate_rl_config(rl, reward_cfg), lambda params: torch.optim.AdamW(params, lr=1e-3),
                       reference=reference)
-    batch, _ = module._score(module.problems)
+    batch, _ = module.score(module.problems)
     rows = batch.rows(torch.arange(batch.tokens.shape[0]))
     assert len(set(batch.lengths.tolist())) > 1
     tokens, sequences = float(rows["mask"].sum()), rows["tokens"].shape[0]
     with torch.no_grad():
-        with_kl, _ = module._loss(rows, tokens, sequences)
+        with_kl, _ = module.loss(rows, tokens, sequences)
         module.rl = dataclasses.replace(module.rl, kl_coef=0.0)
-        without, _ = module._loss(rows, tokens, sequences)
+        without, _ = module.loss(rows, tokens, sequences)
         logprobs, _ = module._forward(model, rows)
     kl = kl_penalty(logprobs, rows["ref_logprobs"], "k3")
     expected = 0.5 * aggregate(kl, rows["mask"], "sequence_mean")
@@ -393,7 +393,7 @@ def test_zero_variance_groups_counts_groups_whose_outcomes_agree(tiny, rl_config
                       lambda q: render_prompt(q, "Question: {question}\nAnswer:"), rl, reward,
                       lambda params: torch.optim.AdamW(params, lr=1e-3))
     module.generator.manual_seed(0)
-    rollouts, _, _ = module._rollout(module.problems)
+    rollouts, _, _ = module.sampler.rollouts(module.problems)
     rewards = compute_rewards(rollouts, module.problems, reward)
     outcomes = torch.tensor(rewards.terms["outcome"]).view(4, 4)
     totals = rewards.scores().view(4, 4)
@@ -401,7 +401,7 @@ def test_zero_variance_groups_counts_groups_whose_outcomes_agree(tiny, rl_config
     tied = (totals.max(1).values == totals.min(1).values).float().mean()
     assert agree > tied, "the sample must have a group whose outcomes agree but whose rewards differ"
     module.generator.manual_seed(0)
-    _, metrics = module._score(module.problems)
+    _, metrics = module.score(module.problems)
     assert metrics["train/zero_variance_groups"] == pytest.approx(float(agree))
 
 
@@ -411,7 +411,7 @@ def _spreads(module, seed, n=4):
 
     group = module.rl.group_size
     module.generator.manual_seed(seed)
-    rollouts, _, _ = module._rollout(module.problems[:n])
+    rollouts, _, _ = module.sampler.rollouts(module.problems[:n])
     groups = compute_rewards(rollouts, module.problems[:n], module.reward).scores().view(-1, group)
     return sorted((groups.max(1).values - groups.min(1).values).tolist(), reverse=True)
 
@@ -445,7 +445,7 @@ def test_dynamic_sampling_refills_the_batch_with_varied_groups(tiny, rl_config):
     spreads = _spreads(module, seed=0)
     _set_tolerance(module, (spreads[0] + spreads[1]) / 2)
     module.generator.manual_seed(0)
-    batch, metrics = module._score(module.problems[:4])
+    batch, metrics = module.score(module.problems[:4])
     assert metrics["train/sampling_rounds"] > 1 and metrics["train/kept_groups"] == 4.0
     assert batch.tokens.shape[0] == 8 and bool(batch.fields["keep"].all())
     # Every trained group varies by more than the tolerance: its two rollouts' advantages are +-spread/2 (the
