@@ -8,7 +8,7 @@ A chat teacher (LLM) gets ``teach.n_samples`` answers per question and kind, thr
 (`cmt.teachers.collect`): rerun the same command after a crash and it resumes. A trace teacher (``rule``)
 writes one trace per question itself. Both pass the same filters (`cmt.teachers.filters`).
 
-Output, per kind, at `cmt.stages.common.training_set_path`: one JSON line per kept trace,
+Output, per kind, at `cmt.artifacts.training_set_path`: one JSON line per kept trace,
 ``{id, question, target, kind, teacher, prompt_hash}`` (``prompt_hash`` is null for trace teachers), plus
 ``report.json`` (outcome counts per reason, mean target tokens) and the redacted config in that folder.
 """
@@ -25,13 +25,13 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from transformers import AutoTokenizer
 
+from cmt.artifacts import training_set_path
 from cmt.data.problem import Problem
 from cmt.data.suite import train_problems
 from cmt.logging import log_metrics
 from cmt.models import ModelNotFoundError, resolve_source
 from cmt.results.store import write_jsonl
-from cmt.stages.common import StageContext, training_set_path
-from cmt.teachers import KINDS
+from cmt.stages.common import StageContext
 from cmt.teachers.cache import ResponseCache
 from cmt.teachers.chat import ChatTeacher
 from cmt.teachers.collect import collect
@@ -52,8 +52,6 @@ def _ask_chat_teacher(teacher: ChatTeacher, problems: Sequence[Problem], kinds: 
                       prompts: dict[str, Any], n: int, cache_dir: str, progress: bool) -> tuple[Gathered, dict]:
     """Every (problem, kind) answered through the cache; returns the samples and the collection stats."""
     fingerprint = teacher.fingerprint()
-    if n > 1 and not fingerprint.get("temperature"):
-        raise ValueError(f"teach.n_samples={n} needs teacher.temperature>0 (greedy decoding repeats one answer)")
     requests = {kind: [build_request(fingerprint, prompts, kind, p.question, n) for p in problems] for kind in kinds}
     meta = {r.key: {"id": p.id, "kind": kind} for kind in kinds for p, r in zip(problems, requests[kind], strict=True)}
     with ResponseCache(cache_path(cache_dir, fingerprint)) as cache:
@@ -117,13 +115,10 @@ def run(ctx: StageContext) -> dict[str, float]:
 
     Raises:
         TeacherError: The teacher cannot answer (unreachable, key missing or refused, unknown model).
-        ValueError: An unknown kind or selection, or sampling settings that cannot give distinct samples.
     """
     cfg = ctx.cfg
     teach = cfg.teach
     kinds = list(teach.kinds)
-    if unknown := [k for k in kinds if k not in KINDS]:
-        raise ValueError(f"teach.kinds has unknown kinds {unknown}; choose from {', '.join(KINDS)}")
     filters = FilterConfig(int(teach.filters.max_words), tuple(teach.filters.allowed_numbers), str(teach.select))
     problems = train_problems(cfg.benchmark, teach.n)
     teacher = instantiate(cfg.teacher)
