@@ -15,6 +15,13 @@ A checkpoint is written into a scratch folder beside it (``.step-00000050.tmp-<h
 and renamed, so a kill during the write leaves the previous checkpoint whole. Lightning restores loop counters
 but not the data position of a plain loader: the stage reads ``meta.json`` (`ResumePoint`) and builds its
 batch sampler to skip the batches the killed run already trained on.
+
+Why a callback of ours rather than Lightning's ``ModelCheckpoint`` with SLURM auto-requeue: what is saved is
+Lightning's own checkpoint, through a `CheckpointIO` plugin (safetensors, atomic), so only the *when* and
+the lookup are ours. ``ModelCheckpoint`` saves every n steps but not on SIGTERM; Lightning's requeue saves on
+SLURM's ``--signal`` only, under SLURM only, and resumes whatever checkpoint it finds. A resume must also
+refuse a checkpoint of another training config (the fingerprint) and know the data position, which
+``ModelCheckpoint`` does not record; one callback keeps the schedule, the SIGTERM save and that record together.
 """
 
 from __future__ import annotations
