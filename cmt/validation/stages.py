@@ -71,14 +71,16 @@ def pipeline_steps(cfg: DictConfig) -> list[str]:
 
 
 def check_pipeline_inputs(cfg: DictConfig) -> None:
-    """Each step's input is made by an earlier step or is on disk, and each compared method (with an eval step)
-    is trained by a step or is on disk (`cmt.artifacts`), so that a pipeline cannot fail for a missing input
-    halfway."""
-    trained, taught, evaluates = {"base"}, False, False
+    """Each step's input is made by an earlier step or is on disk: an SFT step's training set, a training
+    step's parent, an eval step's compared methods (`cmt.artifacts`). So a pipeline cannot fail for a missing
+    input after hours of the steps before."""
+    trained, taught = {"base"}, False
     for node in pipeline_steps(cfg):
         target = get(cfg, f"{node}._target_")
         taught = taught or target == TEACH
-        evaluates = evaluates or target == EVAL
+        if target == EVAL:
+            for method in sequence(cfg, "stage.compare", non_empty=False):
+                _trained_or_on_disk(cfg, method, trained, "stage.compare")
         if target not in (SFT, RL):
             continue
         _trained_or_on_disk(cfg, get(cfg, f"{node}.parent"), trained, f"{node}.parent")
@@ -90,8 +92,6 @@ def check_pipeline_inputs(cfg: DictConfig) -> None:
             raise fail(f"{node}.data", kind, f"no step before it runs teach and there is no training set at "
                                              f"{training_set_path(cfg, kind)}: add teach to stage.steps")
         trained.add(get(cfg, f"{node}.method"))
-    for method in sequence(cfg, "stage.compare", non_empty=False) if evaluates else []:
-        _trained_or_on_disk(cfg, method, trained, "stage.compare")
 
 
 def _trained_or_on_disk(cfg: DictConfig, method: str, trained: set[str], key: str) -> None:

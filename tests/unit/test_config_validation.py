@@ -57,6 +57,7 @@ BAD = [
     (["stage.compare=[comt_sft,best]"], "stage.compare='best': no step of the pipeline trains it first, and no best "
                                          "checkpoint for model=tiny seed=0"),
     (["stage.steps=[teach,ccrl,eval]"], "stage.stages.ccrl.parent='comt_sft': no step of the pipeline trains it first"),
+    (["stage.steps=[teach,comt_sft,eval,ccrl]"], "stage.compare='comt_ccrl': no step of the pipeline trains it first"),
     (["stage.steps=[comt_sft,ccrl,eval]"], "stage.stages.comt_sft.data='comt': no step before it runs teach"),
     (["teach.kinds=[cot]"], "stage.stages.comt_sft.data='comt': the teach step writes only teach.kinds=['cot']"),
     (["stage=comt_sft", "stage.data=notes"], "stage.data='notes': choose one of comt, cot"),

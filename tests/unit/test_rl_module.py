@@ -15,6 +15,7 @@ from cmt.modules.rl import RLModule
 from cmt.rl.batch import completion_slice
 from cmt.rl.config import validate_rl_config
 from cmt.rl.critic import Critic
+from cmt.rl.forward import completion_logprobs
 from cmt.rl.reference import reference_model
 
 
@@ -155,7 +156,7 @@ def test_sampled_logprobs_are_the_policys_own_so_the_first_ratio_is_one(tiny, rl
     batch, _ = module.score(module.problems[:2])
     rows = batch.rows(torch.arange(batch.tokens.shape[0]))
     with torch.no_grad():
-        recomputed, _ = module._forward(model, rows)
+        recomputed, _ = completion_logprobs(model, rows, module.rl.temperature, module.logits_chunk_tokens)
     mask = rows["mask"].bool()
     torch.testing.assert_close(recomputed[mask], rows["old_logprobs"][mask], atol=2e-4, rtol=0)
 
@@ -190,14 +191,14 @@ def test_a_micro_batch_cut_to_its_rows_width_gives_the_full_width_results(tiny, 
     torch.nn.init.normal_(critic.head.weight)
     everything = batch.rows(torch.arange(len(lengths)))
     with torch.no_grad():
-        full, _ = module._forward(model, everything)
+        full, _ = completion_logprobs(model, everything, module.rl.temperature, module.logits_chunk_tokens)
         full_values = completion_slice(critic(everything["input_ids"], everything["attention_mask"],
                                               everything["position_ids"]), everything)
         narrower = 0
         for index in chunks:
             rows = batch.rows(index)
             narrower += rows["input_ids"].shape[1] < everything["input_ids"].shape[1]
-            cut, _ = module._forward(model, rows)
+            cut, _ = completion_logprobs(model, rows, module.rl.temperature, module.logits_chunk_tokens)
             values = completion_slice(critic(rows["input_ids"], rows["attention_mask"], rows["position_ids"]), rows)
             mask = rows["mask"].bool()
             width = mask.shape[1]
@@ -298,8 +299,8 @@ def test_rl_trains_without_dropout_so_the_first_ratio_is_one(tiny, rl_config):
     rows = batch.rows(torch.arange(batch.tokens.shape[0]))
     mask = rows["mask"].bool()
     with torch.no_grad():
-        first, _ = module._forward(policy, rows)
-        second, _ = module._forward(policy, rows)
+        first, _ = completion_logprobs(policy, rows, module.rl.temperature, module.logits_chunk_tokens)
+        second, _ = completion_logprobs(policy, rows, module.rl.temperature, module.logits_chunk_tokens)
     assert torch.equal(first[mask], second[mask])
     torch.testing.assert_close(first[mask], rows["old_logprobs"][mask], atol=2e-4, rtol=0)
     _, stats = module.loss(rows, float(rows["mask"].sum()), rows["tokens"].shape[0])
@@ -333,7 +334,7 @@ def test_the_kl_loss_follows_loss_aggregation(tiny, rl_config):
         with_kl, _ = module.loss(rows, tokens, sequences)
         module.rl = dataclasses.replace(module.rl, kl_coef=0.0)
         without, _ = module.loss(rows, tokens, sequences)
-        logprobs, _ = module._forward(model, rows)
+        logprobs, _ = completion_logprobs(model, rows, module.rl.temperature, module.logits_chunk_tokens)
     kl = kl_penalty(logprobs, rows["ref_logprobs"], "k3")
     expected = 0.5 * aggregate(kl, rows["mask"], "sequence_mean")
     assert abs(float(expected - 0.5 * aggregate(kl, rows["mask"], "token_mean"))) > 1e-4
@@ -455,7 +456,7 @@ def test_dynamic_sampling_refills_the_batch_with_varied_groups(tiny, rl_config):
     # The prompt and completion of each kept rollout line up: the sampler's log-probs are the policy's own.
     rows = batch.rows(torch.arange(8))
     with torch.no_grad():
-        recomputed, _ = module._forward(module.policy, rows)
+        recomputed, _ = completion_logprobs(module.policy, rows, module.rl.temperature, module.logits_chunk_tokens)
     mask = rows["mask"].bool()
     torch.testing.assert_close(recomputed[mask], rows["old_logprobs"][mask], atol=2e-4, rtol=0)
 
