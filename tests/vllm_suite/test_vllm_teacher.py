@@ -60,7 +60,7 @@ def test_greedy_answers_equal_transformers_greedy_decoding_of_the_same_chat_prom
     model = AutoModelForCausalLM.from_pretrained(vllm_server.folder, dtype=torch.float32).eval()
     for i, question in enumerate(QUESTIONS):
         text = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                             add_generation_prompt=True, chat_template=vllm_server.chat_template)
+                                             add_generation_prompt=True)
         ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")
         out = sample(model, ids.input_ids, ids.attention_mask, max_new_tokens=24, eos_ids=[tokenizer.eos_token_id],
                      pad_id=tokenizer.pad_token_id)
