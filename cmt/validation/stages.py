@@ -36,8 +36,13 @@ def check_method(cfg: DictConfig, stage: str) -> None:
 
 
 def check_sft_data(cfg: DictConfig, stage: str) -> None:
-    """The training set an SFT stage reads (``data``: a kind stage=teach writes)."""
+    """The training set an SFT stage reads (``data``: a kind stage=teach writes), and that a model it may share
+    (``reuse_sft``) starts from the base: the store's key sees a parent's name, not its weights."""
     choice(cfg, f"{stage}.data", KINDS)
+    parent = get(cfg, f"{stage}.parent")
+    if get(cfg, "reuse_sft", default=False) is True and parent != "base":
+        raise fail(f"{stage}.parent", parent, "reuse_sft shares only models fine-tuned from base: set "
+                                              "reuse_sft=false to fine-tune from another method")
 
 
 def check_reward_node(cfg: DictConfig, stage: str) -> str:

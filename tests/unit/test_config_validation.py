@@ -61,6 +61,7 @@ BAD = [
     (["stage.steps=[comt_sft,ccrl,eval]"], "stage.stages.comt_sft.data='comt': no step before it runs teach"),
     (["teach.kinds=[cot]"], "stage.stages.comt_sft.data='comt': the teach step writes only teach.kinds=['cot']"),
     (["stage=comt_sft", "stage.data=notes"], "stage.data='notes': choose one of comt, cot"),
+    (["stage=comt_sft", "stage.parent=cot_sft", "reuse_sft=true"], "stage.parent='cot_sft': reuse_sft shares only"),
     (["stage=ccrl", "stage.reward=rewards"], "stage.reward='rewards': name a reward node of the root config"),
     (["stage=ccrl", "stage.parent=comt_ccrl"], "stage.parent='comt_ccrl': a method cannot start from its own"),
     (["stage=rl", "stage.method=base"], "stage.method='base': base is the untouched model"),
