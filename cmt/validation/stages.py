@@ -17,9 +17,10 @@ from cmt.errors import ConfigError
 from cmt.teachers import KINDS
 from cmt.trace import TraceProtocol
 
-# The function of the pipeline stage (conf/stage/pipeline.yaml), which runs other stages.
+# The stage functions (``_target_`` of conf/stage/*.yaml) these checks tell apart: the pipeline runs other
+# stages; SFT and RL train a method (they declare method and parent); teach writes the training sets; eval
+# reads checkpoints.
 PIPELINE = "cmt.stages.pipeline.run"
-# The functions of the stages that train a method (they declare method and parent).
 SFT = "cmt.stages.sft.run"
 RL = "cmt.stages.rl.run"
 TEACH = "cmt.stages.teach.run"
