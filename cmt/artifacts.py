@@ -60,5 +60,3 @@ def require_checkpoint(cfg: DictConfig, method_name: str) -> Path | None:
         raise MissingInputError(f"no {method_name} checkpoint for model={cfg.model.name} seed={cfg.seed} at "
                                 f"{folder}; {make}")
     return folder
-
-
