@@ -18,7 +18,8 @@ from omegaconf import DictConfig
 from cmt.errors import CmtError
 
 # The stage that trains each of the standard methods (its conf/stage/<stage>.yaml declares the `method`), so
-# that a missing checkpoint's error names the command that makes it. A stage config may declare other methods.
+# that a missing checkpoint's error names the command that makes it (tests/unit/test_stage_configs.py keeps the two
+# in step). A stage config may declare other methods.
 TRAINED_BY = {"comt_sft": "comt_sft", "cot_sft": "cot_sft", "comt_ccrl": "ccrl", "cot_sft_rl": "rl"}
 
 

@@ -3,8 +3,10 @@ with that step's own config, while its result rows keep the job's identity."""
 
 from __future__ import annotations
 
+from cmt.artifacts import TRAINED_BY
 from cmt.stages.common import StageContext, config_hash
 from cmt.stages.pipeline import step_config
+from tests.conftest import CONF
 
 
 def test_each_pipeline_step_runs_with_its_own_stage_config(cfg_factory):
@@ -36,3 +38,14 @@ def test_a_steps_result_rows_carry_the_jobs_stage_and_config_hash(cfg_factory):
     assert step.row_identity() == job.row_identity()
     assert step.row_identity()["stage"] == "pipeline" and step.row_identity()["config_hash"] == config_hash(cfg)
     assert StageContext(cfg=cfg_factory(["stage=eval"]), logger=None, run_id="r").row_identity()["stage"] == "eval"
+
+
+def test_the_hint_of_which_stage_trains_a_method_matches_the_stage_configs(cfg_factory):
+    """A missing checkpoint's error names the stage that trains it (`cmt.artifacts.TRAINED_BY`); every stage
+    config that declares a method must be that method's entry."""
+    declared = {}
+    for path in sorted((CONF / "stage").glob("*.yaml")):
+        node = cfg_factory([f"stage={path.stem}"]).stage
+        if "method" in node:
+            declared[node.method] = path.stem
+    assert declared == TRAINED_BY
