@@ -105,7 +105,6 @@ class RLModule(pl.LightningModule):
         self.val_batch_size = val_batch_size
         self.logits_chunk_tokens = logits_chunk_tokens
         self.trace = trace or TraceProtocol()
-        self.rollout_engine = rollout_engine
         if logits_chunk_tokens is not None:
             split_head(policy)
         # The rollouts' random numbers, seeded from the job's seed; a resumed run restores their state instead.
@@ -227,7 +226,7 @@ class RLModule(pl.LightningModule):
         # Forward passes over all rollouts go micro-batch by micro-batch (with a real vocabulary the logits of
         # every rollout at once would take gigabytes), each over rollouts cheap to run together, cut to their width.
         chunks = batch.chunks(range(len(rollouts)), self.rl.micro_batch_size)
-        if self.rollout_engine is not None:
+        if self.sampler.engine is not None:
             # The engine's log-probs are the behaviour policy's: the ratio starts from the trainer's own, and
             # each token's loss is weighted by min(pi_trainer / pi_engine, cap) (cmt.rl.vllm_rollouts).
             trainer = per_rollout(batch, chunks, lambda rows: self._forward(self.policy, rows)[0])
